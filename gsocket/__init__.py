@@ -1,0 +1,3 @@
+"""gsocket: skynet's socket layer on gevent."""
+
+__version__ = "0.1.0"

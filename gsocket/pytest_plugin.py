@@ -1,0 +1,1 @@
+"""pytest plugin for gsocket (placeholder until its issue lands)."""
