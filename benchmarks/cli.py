@@ -1,0 +1,279 @@
+"""``python -m benchmarks``: options, wiring, and the final report.
+
+Run from the repository root.  Prints progress on stderr, the report on
+stdout, and writes ``results.json``, ``results.tsv``, ``report.md``,
+``ratios.png`` and the servers' logs into a timestamped folder under --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import importlib.metadata
+import os
+import platform
+import socket
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from benchmarks import native
+from benchmarks.cases import CASES, CaseSettings
+from benchmarks.catalog import CEILING_SERVER, REFERENCE_SERVER, server_catalog
+from benchmarks.chart import ChartUnavailable, draw_ratio_chart
+from benchmarks.loadgen import Loadgen
+from benchmarks.placement import Placement, hard_nofile_limit, nofile_for
+from benchmarks.progress import Progress, format_duration
+from benchmarks.report import case_table, loadgen_headroom_notes, ratio_matrix
+from benchmarks.results import CaseSummary, summarize, write_json, write_tsv
+from benchmarks.runner import BenchmarkRunner, RunPlan, server_environment
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_OUT = REPO_ROOT / "benchmarks" / "results"
+#: fds the servers and load generator need beyond the held connections
+FD_HEADROOM = 256
+
+
+def build_parser(server_names: Sequence[str]) -> argparse.ArgumentParser:
+    """The command-line interface."""
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description="Echo servers side by side: gsocket vs gevent, asyncio, uvloop, C epoll. "
+                    "Server pinned to one CPU, the C load generator to another.")
+    parser.add_argument("--servers", help=f"comma-separated subset of: {','.join(server_names)} "
+                        f"(default: all available; {CEILING_SERVER} and {REFERENCE_SERVER} are always added "
+                        "unless --no-references)")
+    parser.add_argument("--cases", help=f"comma-separated subset of: {','.join(CASES)} (default: all)")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; the report shows medians "
+                        "(default 3)")
+    parser.add_argument("--seconds", type=float, help="measured seconds per case (default 5, --quick 1)")
+    parser.add_argument("--warmup", type=float, help="unmeasured seconds before each case (default 0.5, "
+                        "--quick 0.2)")
+    parser.add_argument("--idle-conns", type=int, help="connections held in the idle case (default 10000, "
+                        "--quick 1000)")
+    parser.add_argument("--connect-parallel", type=int, default=100,
+                        help="parallel connect loops in the connect case (default 100)")
+    parser.add_argument("--quick", action="store_true", help="smoke run: 1 s per case, 1000 idle connections")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results folder (default benchmarks/results/)")
+    parser.add_argument("--no-references", action="store_true",
+                        help=f"do not add {CEILING_SERVER} and {REFERENCE_SERVER} to --servers")
+    parser.add_argument("--server-cpu", type=int, default=0, help="CPU the servers are pinned to (default 0)")
+    parser.add_argument("--loadgen-cpu", type=int, default=1, help="CPU the load generator is pinned to (default 1)")
+    parser.add_argument("--list", action="store_true", help="list the servers and whether each can run, then exit")
+    return parser
+
+
+def parse_list(text: str | None, known: Sequence[str], what: str, parser: argparse.ArgumentParser) -> list[str]:
+    """Split a comma list and check every name; None means all of ``known``."""
+    if not text:
+        return list(known)
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        parser.error(f"unknown {what}: {', '.join(unknown)} (known: {', '.join(known)})")
+    return names
+
+
+def case_settings(args: argparse.Namespace) -> tuple[CaseSettings, float]:
+    """Case settings and the per-start server warm-up, from options and --quick."""
+    quick = args.quick
+    settings = CaseSettings(
+        seconds=args.seconds if args.seconds is not None else (1.0 if quick else 5.0),
+        warmup=args.warmup if args.warmup is not None else (0.2 if quick else 0.5),
+        idle_conns=args.idle_conns if args.idle_conns is not None else (1000 if quick else 10000),
+        connect_parallel=args.connect_parallel,
+        idle_settle=0.5 if quick else 1.0)
+    return settings, (0.3 if quick else 1.0)
+
+
+def estimate_seconds(plan: RunPlan) -> float:
+    """A rough duration of the plan, for the opening message."""
+    settings = plan.settings
+    per_round = 0.5 + plan.server_warmup
+    for case in plan.cases:
+        if case.mode == "idle":
+            per_round += 2 * settings.idle_settle + settings.idle_hold + settings.idle_conns / 20000
+        else:
+            per_round += settings.warmup + settings.seconds + 0.1
+    return per_round * len(plan.servers) * plan.rounds
+
+
+def package_version(name: str) -> str | None:
+    """Installed version of a distribution, or None."""
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo."""
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def git_commit() -> str | None:
+    """The checked-out commit (with '+dirty' if the tree has changes), or None."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True,
+                                text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=REPO_ROOT, capture_output=True,
+                               text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return commit + ("+dirty" if dirty else "")
+
+
+def run_metadata(args: argparse.Namespace, plan: RunPlan, placement: Placement, loadgen_binary: Path,
+                 started: datetime.datetime) -> dict[str, Any]:
+    """Facts about the machine and the run, saved in results.json and the report header."""
+    return {
+        "date": started.isoformat(timespec="seconds"),
+        "host": socket.gethostname(),
+        "cpu": cpu_model(),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "gevent": package_version("gevent"),
+        "uvloop": package_version("uvloop"),
+        "git_commit": git_commit(),
+        "placement": placement.describe(),
+        "loadgen": str(loadgen_binary),
+        "loadgen_source": str(native.loadgen_source(REPO_ROOT)),
+        "rounds": plan.rounds,
+        "quick": args.quick,
+        "settings": {"seconds": plan.settings.seconds, "warmup": plan.settings.warmup,
+                     "idle_conns": plan.settings.idle_conns, "idle_hold": plan.settings.idle_hold,
+                     "connect_parallel": plan.settings.connect_parallel, "server_warmup": plan.server_warmup},
+        "servers": [spec.name for spec in plan.servers],
+        "cases": [case.name for case in plan.cases],
+        "argv": sys.argv[1:],
+    }
+
+
+def render_report(meta: dict[str, Any], summaries: Sequence[CaseSummary], servers: Sequence[str],
+                  cases: Sequence[str], unavailable: dict[str, str], interrupted: bool) -> str:
+    """The whole text report (markdown)."""
+    settings = meta["settings"]
+    lines = [
+        f"Benchmark run {meta['date']} on {meta['host']} ({meta['cpu']}, {meta['cpus']} CPUs), "
+        f"Python {meta['python']}, gevent {meta['gevent']}, uvloop {meta['uvloop']}, commit {meta['git_commit']}",
+        f"{meta['placement']}; {meta['rounds']} interleaved round(s), {settings['seconds']:g} s per case"
+        f"{' (--quick smoke run)' if meta['quick'] else ''}, idle case {settings['idle_conns']} connections.",
+        "Figures are medians over rounds; 'x gevent' is median / gevent StreamServer's median in this run "
+        "(idle: lower is better).",
+        "",
+        case_table(summaries, servers, cases),
+        "",
+        "Median and ratio to gevent:",
+        "",
+        ratio_matrix(summaries, servers, cases),
+    ]
+    notes = loadgen_headroom_notes(summaries, cases)
+    if notes:
+        lines += ["", "Load generator check:", ""] + [f"- {note}" for note in notes]
+    if unavailable:
+        lines += ["", "Skipped servers:", ""] + [f"- {name}: {why}" for name, why in unavailable.items()]
+    failures = [(s, failure) for s in summaries for failure in s.failures]
+    if failures:
+        lines += ["", "Failures:", ""] + [f"- {s.server} {s.case} {failure.splitlines()[0]}" for s, failure in failures]
+    if interrupted:
+        lines += ["", "(interrupted: partial results)"]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the benchmarks; returns the process exit code."""
+    probe_catalog = server_catalog(sys.executable, REPO_ROOT, None, None)
+    parser = build_parser(list(probe_catalog))
+    args = parser.parse_args(argv)
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
+
+    try:
+        loadgen_binary = native.build(native.loadgen_source(REPO_ROOT), "loadgen")
+    except native.BuildError as exc:
+        print(f"error: cannot build the load generator: {exc}", file=sys.stderr)
+        return 2
+    try:
+        epoll_binary: Path | None = native.build(native.echo_epoll_source(REPO_ROOT), "echo_epoll")
+        epoll_problem = None
+    except native.BuildError as exc:
+        epoll_binary, epoll_problem = None, str(exc)
+    catalog = server_catalog(sys.executable, REPO_ROOT, epoll_binary, epoll_problem)
+
+    if args.list:
+        for spec in catalog.values():
+            print(f"{spec.name:<16} {spec.description:<42} {spec.unavailable or 'ok'}")
+        return 0
+
+    requested = parse_list(args.servers, list(catalog), "server", parser)
+    if args.servers and not args.no_references:
+        requested = list({CEILING_SERVER: None, REFERENCE_SERVER: None, **dict.fromkeys(requested)})
+    selected = [spec for name, spec in catalog.items() if name in requested]
+    unavailable = {spec.name: spec.unavailable for spec in selected if spec.unavailable}
+    runnable = [spec for spec in selected if not spec.unavailable]
+    case_names = parse_list(args.cases, list(CASES), "case", parser)
+    cases = [case for name, case in CASES.items() if name in case_names]
+
+    settings, server_warmup = case_settings(args)
+    if "idle" in case_names:
+        fd_budget = hard_nofile_limit() - FD_HEADROOM
+        if settings.idle_conns > fd_budget:
+            print(f"warning: hard RLIMIT_NOFILE allows only {fd_budget} idle connections, "
+                  f"not {settings.idle_conns}", file=sys.stderr)
+            settings = CaseSettings(settings.seconds, settings.warmup, fd_budget, settings.connect_parallel,
+                                    settings.idle_settle)
+    placement, warning = Placement.choose(args.server_cpu, args.loadgen_cpu, nofile_for(settings.idle_conns))
+    if warning:
+        print("warning: " + warning, file=sys.stderr)
+
+    for name, why in unavailable.items():
+        print(f"skipping {name}: {why}", file=sys.stderr)
+    if not runnable:
+        print("error: no runnable server selected", file=sys.stderr)
+        return 2
+
+    plan = RunPlan(runnable, cases, args.rounds, settings, server_warmup)
+    started = datetime.datetime.now().astimezone()
+    run_dir = args.out / started.strftime("%Y%m%d-%H%M%S")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    meta = run_metadata(args, plan, placement, loadgen_binary, started)
+    print(f"{len(runnable)} servers x {len(cases)} cases x {args.rounds} rounds, about "
+          f"{format_duration(estimate_seconds(plan))}; {placement.describe()}; output in {run_dir}", file=sys.stderr)
+
+    runner = BenchmarkRunner(plan, Loadgen(loadgen_binary, placement), placement, REPO_ROOT,
+                             run_dir / "logs", server_environment(REPO_ROOT))
+    with Progress(plan.total_steps) as progress:
+        outcome = runner.run(progress)
+        meta["elapsed_s"] = round(progress.elapsed, 1)
+
+    server_order = [spec.name for spec in runnable]
+    case_order = [case.name for case in cases]
+    summaries = summarize(outcome.measurements, REFERENCE_SERVER)
+    report = render_report(meta, summaries, server_order, case_order, unavailable, outcome.interrupted)
+    print(report)
+
+    write_json(run_dir / "results.json", meta, outcome.measurements, summaries, unavailable)
+    write_tsv(run_dir / "results.tsv", outcome.measurements)
+    (run_dir / "report.md").write_text(report + "\n")
+    saved = ["results.json", "results.tsv", "report.md"]
+    try:
+        draw_ratio_chart(run_dir / "ratios.png", summaries, server_order, case_order,
+                         f"Ratio to gevent StreamServer (median of {args.rounds} rounds), {meta['date']}"
+                         f"{' [quick smoke run]' if args.quick else ''}")
+        saved.append("ratios.png")
+    except ChartUnavailable as exc:
+        print(f"no chart: {exc}", file=sys.stderr)
+    print(f"\nsaved {', '.join(saved)} and logs/ in {run_dir}", file=sys.stderr)
+    if outcome.interrupted:
+        return 130
+    return 0 if any(m.value is not None for m in outcome.measurements) else 1
+

@@ -1,0 +1,58 @@
+"""Echo server over the blocking socket API (skynet style).
+
+    python examples/echo.py --host 127.0.0.1 --port 8888
+
+listen, start with an accept callback that forks one handler per
+connection; the handler loops socket.read / socket.write until the peer
+closes. Stops cleanly on SIGTERM or SIGINT.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+
+import gevent
+
+from gsocket import skynet
+from gsocket import socket
+
+logger = logging.getLogger("echo")
+
+
+def handle(connection_id: int) -> None:
+    """Echo everything back until the peer closes."""
+    socket.start(connection_id)
+    socket.nodelay(connection_id)
+    read, write = socket.read, socket.write
+    while True:
+        data = read(connection_id)
+        if data is None:
+            break
+        write(connection_id, data)
+    socket.close(connection_id)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8888)
+    parser.add_argument("--backlog", type=int, default=1024)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+
+    def serve() -> None:
+        listen_id = socket.listen(args.host, args.port, args.backlog)
+        host, port = socket.address(listen_id)
+        socket.start(listen_id, lambda connection_id, addr: skynet.fork(handle, connection_id))
+        logger.info("echo listening on %s:%d", host, port)
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        gevent.signal_handler(signum, skynet.exit)
+    skynet.start(serve)
+    logger.info("echo stopped")
+
+
+if __name__ == "__main__":
+    main()

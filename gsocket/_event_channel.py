@@ -1,0 +1,80 @@
+"""The event channel: one FIFO of SocketMessage per SocketServer.
+
+Socket callbacks (running in the hub) and operations (running in any
+greenlet of the hub's thread) push events; one greenlet at a time pops them
+in ``poll``. Pushing never switches greenlets: the first push after the
+poller went to sleep schedules a single wake-up callback, so every event
+produced in one loop iteration is drained by one wake of the poller.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any, Deque, Optional
+
+from greenlet import getcurrent
+
+from .events import SocketMessage
+
+_TIMED_OUT = object()
+
+
+class EventChannel:
+    __slots__ = ("_events", "_loop", "_hub", "_poller", "_wake_scheduled", "push", "__weakref__")
+
+    def __init__(self, hub: Any) -> None:
+        self._events: Deque[SocketMessage] = deque()
+        self._hub = hub
+        self._loop = hub.loop
+        self._poller: Any = None
+        self._wake_scheduled = False
+        # Bound once: the hot path calls ``channel.push(msg)`` per event.
+        self.push = self._push
+
+    def __len__(self) -> int:
+        return len(self._events)
+
+    def _push(self, message: SocketMessage) -> None:
+        self._events.append(message)
+        if self._poller is not None and not self._wake_scheduled:
+            self._wake_scheduled = True
+            self._loop.run_callback(self._wake)
+
+    def _wake(self) -> None:
+        self._wake_scheduled = False
+        poller = self._poller
+        if poller is not None:
+            poller.switch(None)
+
+    def pop(self, timeout: Optional[float] = None) -> Optional[SocketMessage]:
+        """Return the oldest event, blocking the calling greenlet until one
+        arrives or ``timeout`` seconds pass (then None)."""
+        events = self._events
+        if events:
+            return events.popleft()
+        if timeout is not None and timeout <= 0:
+            return None
+        if self._poller is not None:
+            raise RuntimeError("another greenlet is already polling this SocketServer")
+        current = getcurrent()
+        if current is self._hub:
+            raise RuntimeError("poll() cannot block inside the gevent hub")
+        timer = None
+        self._poller = current
+        try:
+            if timeout is not None:
+                timer = self._loop.timer(timeout)
+                timer.start(current.switch, _TIMED_OUT)
+            while not events:
+                if self._hub.switch() is _TIMED_OUT:
+                    return None
+            return events.popleft()
+        finally:
+            self._poller = None
+            if timer is not None:
+                timer.stop()
+                timer.close()
+
+    def clear(self) -> None:
+        """Drop every queued event."""
+        self._events.clear()

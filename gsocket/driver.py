@@ -1,0 +1,287 @@
+"""Driver: routes SocketServer events to their owners (skynet_socket).
+
+Theory of operation
+-------------------
+A :class:`Driver` owns one :class:`~gsocket.server.SocketServer` and one
+dispatcher greenlet that polls it. Every event carries the ``opaque`` of the
+socket's owner; the dispatcher translates the event type to its
+``SKYNET_SOCKET_TYPE_*`` number and calls the owner registered for that
+opaque with ``(skynet_type, message)``. Owners are plain callables: the
+``gsocket.socket`` layer is one, a gate or a user's handler can be others.
+
+Owners run inside the dispatcher, so they must not block. A blocking gsocket
+call made from an owner callback (say an accept callback that reads) calls
+:meth:`Driver.before_block` first, which hands the dispatcher's job to a
+fresh greenlet, so events keep flowing while that callback waits; the old
+dispatcher greenlet ends when its callback returns. This is how skynet runs
+each socket message in its own coroutine, at the price of one greenlet only
+when a callback really blocks.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+import gevent
+from gevent import get_hub
+from greenlet import getcurrent
+
+from .events import (
+    SKYNET_SOCKET_TYPE_ACCEPT, SKYNET_SOCKET_TYPE_CLOSE, SKYNET_SOCKET_TYPE_CONNECT,
+    SKYNET_SOCKET_TYPE_DATA, SKYNET_SOCKET_TYPE_ERROR, SKYNET_SOCKET_TYPE_UDP,
+    SKYNET_SOCKET_TYPE_WARNING, SOCKET_ACCEPT, SOCKET_CLOSE, SOCKET_DATA, SOCKET_ERROR,
+    SOCKET_EXIT, SOCKET_OPEN, SOCKET_UDP, SOCKET_WARNING, SocketInfo, SocketMessage,
+)
+from .server import SendData, SocketServer
+
+__all__ = [
+    "Driver", "default", "Owner",
+    "SKYNET_SOCKET_TYPE_DATA", "SKYNET_SOCKET_TYPE_CONNECT", "SKYNET_SOCKET_TYPE_CLOSE",
+    "SKYNET_SOCKET_TYPE_ACCEPT", "SKYNET_SOCKET_TYPE_ERROR", "SKYNET_SOCKET_TYPE_UDP",
+    "SKYNET_SOCKET_TYPE_WARNING",
+]
+
+logger = logging.getLogger("gsocket.driver")
+
+Owner = Callable[[int, SocketMessage], None]
+
+#: SOCKET_* (socket_server.h) -> SKYNET_SOCKET_TYPE_* (skynet_socket.h).
+SKYNET_TYPE = {
+    SOCKET_DATA: SKYNET_SOCKET_TYPE_DATA,
+    SOCKET_OPEN: SKYNET_SOCKET_TYPE_CONNECT,
+    SOCKET_CLOSE: SKYNET_SOCKET_TYPE_CLOSE,
+    SOCKET_ACCEPT: SKYNET_SOCKET_TYPE_ACCEPT,
+    SOCKET_ERROR: SKYNET_SOCKET_TYPE_ERROR,
+    SOCKET_UDP: SKYNET_SOCKET_TYPE_UDP,
+    SOCKET_WARNING: SKYNET_SOCKET_TYPE_WARNING,
+}
+
+
+class Driver:
+    """One SocketServer plus the dispatcher greenlet that routes its events.
+
+    ``Driver()`` creates a server and starts dispatching at once (skynet's
+    ``skynet_socket_init``); :meth:`free` stops everything.
+    """
+
+    def __init__(self, server: Optional[SocketServer] = None, start: bool = True) -> None:
+        self.server = server if server is not None else SocketServer()
+        self.hub = get_hub()
+        self._owners: Dict[int, Owner] = {}
+        self._next_opaque = 0
+        self._dispatcher: Optional[gevent.Greenlet] = None
+        self._retired: List[Any] = []
+        self._freed = False
+        #: Per-driver state of the gsocket.socket layer (created on first use).
+        self.socket_pool: Any = None
+        if start:
+            self.init()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def init(self) -> None:
+        """Start the dispatcher greenlet if it is not running."""
+        if self._freed:
+            raise RuntimeError("this Driver was freed")
+        if self._dispatcher is None:
+            self._spawn_dispatcher()
+
+    def _spawn_dispatcher(self) -> None:
+        self._dispatcher = gevent.spawn(self._dispatch_loop)
+
+    def exit(self) -> None:
+        """Ask the dispatcher to stop after the events already queued."""
+        self.server.exit()
+
+    def free(self) -> None:
+        """Stop the dispatcher and release the server (every socket is
+        closed at once). Safe to call twice. Never blocks for long."""
+        if self._freed:
+            return
+        self._freed = True
+        dispatchers = [g for g in [self._dispatcher, *self._retired] if g is not None]
+        self._dispatcher = None
+        current = getcurrent()
+        for dispatcher in dispatchers:
+            if dispatcher is not current and not dispatcher.dead:
+                dispatcher.kill(block=False)
+        self.server.release()
+        if self.socket_pool is not None:
+            self.socket_pool.release()
+        for dispatcher in dispatchers:
+            if dispatcher is not current and not dispatcher.dead and current is not self.hub:
+                dispatcher.join(timeout=1)
+        if getattr(self.hub, "_gsocket_driver", None) is self:
+            self.hub._gsocket_driver = None
+
+    @property
+    def freed(self) -> bool:
+        return self._freed
+
+    # ------------------------------------------------------------------ owners
+
+    def register(self, owner: Owner, opaque: Optional[int] = None) -> int:
+        """Route events whose opaque is ``opaque`` (a new number when None)
+        to ``owner(skynet_type, message)``; return the opaque."""
+        if not callable(owner):
+            raise TypeError("owner must be callable")
+        if opaque is None:
+            self._next_opaque += 1
+            while self._next_opaque in self._owners:
+                self._next_opaque += 1
+            opaque = self._next_opaque
+        self._owners[opaque] = owner
+        return opaque
+
+    def unregister(self, opaque: int) -> None:
+        """Stop routing to that owner; its later events are dropped."""
+        self._owners.pop(opaque, None)
+
+    # ------------------------------------------------------------------ dispatch
+
+    def _dispatch_loop(self) -> None:
+        pop = self.server._channel.pop
+        route = self.route
+        me = getcurrent()
+        while self._dispatcher is me:
+            message = pop()
+            if message.type == SOCKET_EXIT:
+                if self._dispatcher is me:
+                    self._dispatcher = None
+                return
+            route(message)
+
+    def poll(self, timeout: Optional[float] = None) -> int:
+        """Route one event by hand (skynet_socket_poll): 0 after EXIT, -1 if
+        nothing came within ``timeout``, 1 otherwise. Blocks until then."""
+        message = self.server.poll(timeout)
+        if message is None:
+            return -1
+        if message.type == SOCKET_EXIT:
+            return 0
+        self.route(message)
+        return 1
+
+    def route(self, message: SocketMessage) -> None:
+        """Hand one event to its owner; owner exceptions are logged."""
+        owner = self._owners.get(message.opaque)
+        if owner is None:
+            self._drop(message)
+            return
+        try:
+            owner(SKYNET_TYPE[message.type], message)
+        except Exception:
+            logger.exception("socket owner %d failed on %r", message.opaque, message)
+
+    def _drop(self, message: SocketMessage) -> None:
+        """No owner: log, and close what would otherwise leak."""
+        kind = message.type
+        logger.warning("no owner %d for %r: dropped", message.opaque, message)
+        if kind == SOCKET_ACCEPT:
+            self.server.close(message.ud)
+        elif kind in (SOCKET_DATA, SOCKET_CLOSE, SOCKET_UDP):
+            self.server.close(message.id)
+        elif kind == SOCKET_ERROR:
+            self.server.shutdown(message.id)
+
+    def before_block(self) -> None:
+        """Called by gsocket before the current greenlet blocks: if it is
+        the dispatcher (an owner callback is about to wait), a new
+        dispatcher takes over so that events keep flowing."""
+        current = getcurrent()
+        if current is self._dispatcher and not self._freed:
+            self._retired = [g for g in self._retired if not g.dead]
+            self._retired.append(current)
+            self._spawn_dispatcher()
+
+    def in_dispatcher(self) -> bool:
+        """True when called from the dispatcher greenlet."""
+        return getcurrent() is self._dispatcher
+
+    # ------------------------------------------------------------------ operations
+
+    def send(self, socket_id: int, data: SendData) -> bool:
+        """SocketServer.send: high priority, never blocks."""
+        return self.server.send(socket_id, data)
+
+    def send_lowpriority(self, socket_id: int, data: SendData) -> bool:
+        """SocketServer.send_lowpriority, never blocks."""
+        return self.server.send_lowpriority(socket_id, data)
+
+    def listen(self, host: Optional[str], port: int, backlog: int = 32, opaque: int = 0,
+               reuseport: bool = False) -> int:
+        """SocketServer.listen: bind+listen now, OSError on failure."""
+        return self.server.listen(host, port, backlog, opaque, reuseport)
+
+    def connect(self, host: str, port: int, opaque: int = 0) -> int:
+        """SocketServer.connect: the id now, OPEN or ERROR later."""
+        return self.server.connect(host, port, opaque)
+
+    def block_connect(self, host: str, port: int, opaque: int = 0) -> int:
+        """SocketServer.block_connect: blocks the calling greenlet."""
+        self.before_block()
+        return self.server.block_connect(host, port, opaque)
+
+    def bind(self, fd: int, opaque: int = 0) -> int:
+        """SocketServer.bind: adopt an fd."""
+        return self.server.bind(fd, opaque)
+
+    def close(self, socket_id: int) -> None:
+        """SocketServer.close: graceful."""
+        self.server.close(socket_id)
+
+    def shutdown(self, socket_id: int) -> None:
+        """SocketServer.shutdown: forceful."""
+        self.server.shutdown(socket_id)
+
+    def start(self, socket_id: int, opaque: Optional[int] = None) -> None:
+        """SocketServer.start."""
+        self.server.start(socket_id, opaque)
+
+    def pause(self, socket_id: int) -> None:
+        """SocketServer.pause."""
+        self.server.pause(socket_id)
+
+    def nodelay(self, socket_id: int) -> None:
+        """SocketServer.nodelay."""
+        self.server.nodelay(socket_id)
+
+    def udp(self, host: Optional[str] = None, port: int = 0, opaque: int = 0) -> int:
+        """SocketServer.udp."""
+        return self.server.udp(host, port, opaque)
+
+    def udp_listen(self, host: str, port: int, opaque: int = 0) -> int:
+        """SocketServer.udp_listen."""
+        return self.server.udp_listen(host, port, opaque)
+
+    def udp_dial(self, host: str, port: int, opaque: int = 0) -> int:
+        """SocketServer.udp_dial."""
+        return self.server.udp_dial(host, port, opaque)
+
+    def udp_connect(self, socket_id: int, host: str, port: int) -> None:
+        """SocketServer.udp_connect."""
+        self.server.udp_connect(socket_id, host, port)
+
+    def udp_send(self, socket_id: int, address: Optional[Tuple[str, int]], data: SendData) -> bool:
+        """SocketServer.udp_send."""
+        return self.server.udp_send(socket_id, address, data)
+
+    def udp_address(self, message: SocketMessage) -> Optional[Tuple[str, int]]:
+        """SocketServer.udp_address."""
+        return self.server.udp_address(message)
+
+    def info(self) -> List[SocketInfo]:
+        """SocketServer.info."""
+        return self.server.info()
+
+
+def default() -> Driver:
+    """The driver of the current thread's hub, created (and started) on
+    first use; a new one replaces a driver that was freed."""
+    hub = get_hub()
+    driver = getattr(hub, "_gsocket_driver", None)
+    if driver is None or driver._freed:
+        driver = Driver()
+        hub._gsocket_driver = driver
+    return driver

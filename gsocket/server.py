@@ -1,0 +1,751 @@
+"""SocketServer: skynet's socket_server on gevent.
+
+Theory of operation
+-------------------
+Every operation of skynet's socket_server has a method here, and every
+result is a :class:`~gsocket.events.SocketMessage` in one FIFO event channel
+that :meth:`SocketServer.poll` pops. Each socket lives in a slot
+(:mod:`gsocket._slot`) whose reader and writer are libev watchers on this
+thread's gevent hub. skynet needs a command pipe to reach its socket thread;
+here every operation runs directly in the caller's greenlet (the hub is in the
+same thread), so operations take effect before they return, and events are
+only ever *reported* through the channel. Calls from another OS thread hop
+onto the loop with ``run_callback_threadsafe``.
+
+Ids are small positive ints from a counter that is not reused until it wraps
+at 2**31, so a stale id never reaches a newer socket (skynet's 16-bit tag).
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple, Union
+
+import _socket
+import gevent
+from gevent import get_hub
+from gevent.monkey import get_original
+
+from ._event_channel import EventChannel
+from ._slot import (
+    BIND, CLOSED, CONNECTED, CONNECTING, HALFCLOSE_READ, LISTEN, PACCEPT, PLISTEN,
+    PROTOCOL_TCP, PROTOCOL_UDP, Slot, error_text, format_address, logger,
+)
+from .events import (
+    SOCKET_ACCEPT, SOCKET_ERROR, SOCKET_EXIT, SOCKET_OPEN, SocketInfo, SocketMessage,
+)
+
+__all__ = ["SocketServer", "SendData", "MAX_SOCKET"]
+
+#: skynet socket_server.c MAX_SOCKET: live sockets at most.
+MAX_SOCKET = 65536
+#: Connections accepted per readable event on a listener.
+ACCEPT_BATCH = 32
+#: How long a listener stops accepting when fds are exhausted and the
+#: reserve fd could not be used (avoids a busy loop on a level-triggered fd).
+ACCEPT_RETRY_DELAY = 0.1
+
+SendData = Union[bytes, bytearray, memoryview, str, Sequence[Union[bytes, bytearray, memoryview, str]]]
+
+_get_ident: Callable[[], int] = get_original("_thread", "get_ident")
+_ID_MASK = 0x7FFFFFFF
+_NUMERIC = _socket.AI_NUMERICHOST | _socket.AI_NUMERICSERV
+
+
+def _check_port(port: Any) -> int:
+    if isinstance(port, bool) or not isinstance(port, int):
+        if isinstance(port, str) and port.isdigit():
+            port = int(port)
+        else:
+            raise TypeError(f"port must be an int, not {type(port).__name__}")
+    if not 0 <= port <= 65535:
+        raise ValueError(f"port must be in 0..65535, got {port}")
+    return port
+
+
+def _check_host(host: Any) -> Optional[str]:
+    if host is None or host == "":
+        return None
+    if not isinstance(host, str):
+        raise TypeError(f"host must be a str, not {type(host).__name__}")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    return host
+
+
+def _check_opaque(opaque: Any) -> int:
+    if isinstance(opaque, bool) or not isinstance(opaque, int):
+        raise TypeError(f"opaque must be an int, not {type(opaque).__name__}")
+    return opaque
+
+
+def _normalize(data: Any) -> Any:
+    """bytes-like, or a list of bytes-like; str becomes UTF-8."""
+    kind = type(data)
+    if kind is bytes:
+        return data
+    if kind is str:
+        return data.encode()
+    if isinstance(data, (bytearray, memoryview)):
+        return data
+    if isinstance(data, (list, tuple)):
+        parts = []
+        for part in data:
+            if type(part) is str:
+                part = part.encode()
+            elif not isinstance(part, (bytes, bytearray, memoryview)):
+                raise TypeError("send data list items must be bytes, bytearray, memoryview "
+                                f"or str, not {type(part).__name__}")
+            parts.append(part)
+        return parts
+    raise TypeError("send data must be bytes, bytearray, memoryview, str or a list of them, "
+                    f"not {kind.__name__}")
+
+
+class SocketServer:
+    """The socket server of one gevent hub (skynet's ``socket_server``).
+
+    Create it in the thread whose hub it will use. Every method except
+    :meth:`poll` and :meth:`block_connect` returns without blocking.
+    """
+
+    def __init__(self, max_sockets: int = MAX_SOCKET) -> None:
+        if not isinstance(max_sockets, int) or max_sockets < 1:
+            raise ValueError("max_sockets must be a positive int")
+        self._hub = get_hub()
+        self._loop = self._hub.loop
+        self._thread_ident = _get_ident()
+        self._channel = EventChannel(self._hub)
+        self._slots: Dict[int, Slot] = {}
+        self._max_sockets = max_sockets
+        self._last_id = 0
+        self._released = False
+        self._connectors: Set[gevent.Greenlet] = set()
+        self._reserve_fd: Optional[int] = self._open_reserve_fd()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def release(self) -> None:
+        """Force-close every socket (queued bytes are dropped; bound fds are
+        left open) and stop everything this server started. Never blocks."""
+        if self._released:
+            return
+        self._released = True
+        for connector in list(self._connectors):
+            connector.kill(block=False)
+        for slot in list(self._slots.values()):
+            slot.force_close(report=False)
+        self._slots.clear()
+        self._channel.clear()
+        if self._reserve_fd is not None:
+            os.close(self._reserve_fd)
+            self._reserve_fd = None
+        # Let killed connector greenlets unwind now, so none outlives release.
+        for connector in list(self._connectors):
+            if not connector.dead and gevent.getcurrent() is not self._hub:
+                connector.join(timeout=1)
+
+    def poll(self, timeout: Optional[float] = None) -> Optional[SocketMessage]:
+        """Return the next event, blocking the calling greenlet until one is
+        ready; None only when ``timeout`` seconds passed first."""
+        return self._channel.pop(timeout)
+
+    def exit(self) -> None:
+        """Queue a SOCKET_EXIT event (for the loop that polls this server)."""
+        self._channel.push(SocketMessage(SOCKET_EXIT, 0, 0, 0, None))
+
+    @property
+    def pending_events(self) -> int:
+        """Number of events queued and not yet polled."""
+        return len(self._channel)
+
+    # ------------------------------------------------------------------ ids
+
+    def _new_slot(self, opaque: int, state: int, sock: Any = None, fd: int = -1,
+                  protocol: int = PROTOCOL_TCP) -> Slot:
+        if self._released:
+            raise RuntimeError("this SocketServer was released")
+        slots = self._slots
+        if len(slots) >= self._max_sockets:
+            raise OSError(errno.EMFILE, "reach skynet socket number limit")
+        socket_id = self._last_id
+        while True:
+            socket_id = (socket_id + 1) & _ID_MASK
+            if socket_id and socket_id not in slots:
+                break
+        self._last_id = socket_id
+        slot = Slot(self, socket_id, opaque, state, sock, fd, protocol)
+        slots[socket_id] = slot
+        return slot
+
+    def _forget(self, slot: Slot) -> None:
+        if self._slots.get(slot.id) is slot:
+            del self._slots[slot.id]
+
+    def _live(self, socket_id: Any) -> Optional[Slot]:
+        slot = self._slots.get(socket_id)
+        if slot is None and not isinstance(socket_id, int):
+            raise TypeError(f"socket id must be an int, not {type(socket_id).__name__}")
+        return slot
+
+    def _other_thread(self) -> bool:
+        return _get_ident() != self._thread_ident
+
+    # ------------------------------------------------------------------ address helpers
+
+    def _resolve(self, host: Optional[str], port: int, socktype: int,
+                 passive: bool = False) -> List[Tuple[Any, ...]]:
+        """getaddrinfo without touching DNS for numeric hosts; names go
+        through gevent's resolver (blocks only the calling greenlet)."""
+        flags = _socket.AI_PASSIVE if passive else 0
+        if host is None:
+            host = "0.0.0.0" if passive else "127.0.0.1"
+        try:
+            return _socket.getaddrinfo(host, port, 0, socktype, 0, flags | _NUMERIC)
+        except _socket.gaierror:
+            pass
+        return self._hub.resolver.getaddrinfo(host, port, 0, socktype, 0, flags)
+
+    # ------------------------------------------------------------------ TCP: listen / accept
+
+    def listen(self, host: Optional[str], port: int, backlog: int = 32, opaque: int = 0,
+               reuseport: bool = False) -> int:
+        """Bind and listen now; return the listen id. Raises OSError when the
+        address cannot be bound. ACCEPT events start only after start(id).
+        Blocks only to resolve a host name."""
+        host = _check_host(host)
+        port = _check_port(port)
+        opaque = _check_opaque(opaque)
+        if not isinstance(backlog, int) or backlog < 1:
+            raise ValueError("backlog must be a positive int")
+        family, socktype, proto, _, sockaddr = self._resolve(host, port, _socket.SOCK_STREAM, True)[0]
+        sock = _socket.socket(family, socktype, proto)
+        try:
+            sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_REUSEADDR, 1)
+            if reuseport:
+                sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_REUSEPORT, 1)
+            if family == _socket.AF_INET6:
+                sock.setsockopt(_socket.IPPROTO_IPV6, _socket.IPV6_V6ONLY, 1)
+            sock.bind(sockaddr)
+            sock.listen(backlog)
+            sock.setblocking(False)
+            slot = self._new_slot(opaque, PLISTEN, sock)
+        except BaseException:
+            sock.close()
+            raise
+        slot.name = format_address(sock.getsockname())
+        return slot.id
+
+    def address(self, socket_id: int) -> Optional[Tuple[str, int]]:
+        """(host, port): the bound address of a listener or UDP socket, the
+        peer of a connection; None if the id is gone or unconnected."""
+        slot = self._live(socket_id)
+        if slot is None or slot.sock is None:
+            return None
+        try:
+            if slot.state in (PLISTEN, LISTEN) or slot.protocol == PROTOCOL_UDP:
+                address = slot.sock.getsockname()
+            else:
+                address = slot.sock.getpeername()
+        except OSError:
+            return None
+        return (address[0], address[1])
+
+    def _accept_ready(self, listener: Slot) -> None:
+        sock = listener.sock
+        for _ in range(ACCEPT_BATCH):
+            try:
+                fd, address = sock._accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as err:
+                if err.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    self._out_of_fds(listener, err)
+                # ECONNABORTED and friends: that client is gone; go on.
+                return
+            conn = _socket.socket(sock.family, _socket.SOCK_STREAM, 0, fd)
+            try:
+                conn.setblocking(False)
+                conn.setsockopt(_socket.SOL_SOCKET, _socket.SO_KEEPALIVE, 1)
+                slot = self._new_slot(listener.opaque, PACCEPT, conn)
+            except OSError as err:
+                conn.close()
+                logger.warning("accept on %d: dropping connection: %s", listener.id, err)
+                continue
+            slot.name = format_address(address)
+            listener.bytes_read += 1
+            listener.emit(SocketMessage(SOCKET_ACCEPT, listener.id, listener.opaque,
+                                        slot.id, slot.name))
+
+    def _out_of_fds(self, listener: Slot, err: OSError) -> None:
+        """EMFILE/ENFILE: report, then refuse one pending client with the
+        reserve fd so the listener is not woken again and again."""
+        listener.message(SOCKET_ERROR, 0, error_text(err))
+        if self._reserve_fd is not None:
+            os.close(self._reserve_fd)
+            self._reserve_fd = None
+            try:
+                fd, _ = listener.sock._accept()
+                os.close(fd)
+            except OSError:
+                pass
+            self._reserve_fd = self._open_reserve_fd()
+            if self._reserve_fd is not None:
+                return
+        # No reserve fd: stop accepting for a moment instead of spinning.
+        listener.stop_reading()
+        timer = listener.accept_pause_timer = self._loop.timer(ACCEPT_RETRY_DELAY)
+        timer.start(self._resume_accept, listener)
+
+    def _resume_accept(self, listener: Slot) -> None:
+        timer = listener.accept_pause_timer
+        if timer is not None:
+            timer.close()
+            listener.accept_pause_timer = None
+        if self._reserve_fd is None:
+            self._reserve_fd = self._open_reserve_fd()
+        if listener.state == LISTEN:
+            listener.start_reading()
+
+    @staticmethod
+    def _open_reserve_fd() -> Optional[int]:
+        try:
+            return os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            return None
+
+    # ------------------------------------------------------------------ start / pause
+
+    def start(self, socket_id: int, opaque: Optional[int] = None) -> None:
+        """Start accepting (listener) or reading (connection); emits OPEN
+        "start", OPEN "transfer" on a socket already started, or ERROR
+        ("invalid socket", "socket closed"). ``opaque`` hands the socket to
+        that owner. Never blocks."""
+        if opaque is not None:
+            opaque = _check_opaque(opaque)
+        slot = self._live(socket_id)
+        if slot is None:
+            self._channel.push(SocketMessage(SOCKET_ERROR, socket_id,
+                                             0 if opaque is None else opaque, 0, "invalid socket"))
+            return
+        if opaque is not None:
+            slot.opaque = opaque
+        state = slot.state
+        if slot.closing or state == HALFCLOSE_READ or (state == BIND and slot.peer_closed):
+            slot.message(SOCKET_ERROR, 0, "socket closed")
+        elif state == PLISTEN:
+            slot.state = LISTEN
+            slot.start_reading()
+            slot.message(SOCKET_OPEN, 0, "start")
+        elif state == PACCEPT:
+            slot.state = CONNECTED
+            slot.start_reading()
+            slot.message(SOCKET_OPEN, 0, "start")
+        elif state in (CONNECTED, BIND):
+            slot.start_reading()
+            slot.message(SOCKET_OPEN, 0, "transfer")
+        elif state == LISTEN:
+            if slot.accept_pause_timer is None:
+                slot.start_reading()
+            if opaque is not None:
+                slot.message(SOCKET_OPEN, 0, "transfer")
+        # CONNECTING: reading starts when the connection is up.
+
+    def resume(self, socket_id: int) -> None:
+        """Read again after pause(), without an event (start() emits OPEN
+        "transfer"). Ignored for ids that are gone or not started."""
+        slot = self._live(socket_id)
+        if slot is not None and slot.state in (CONNECTED, BIND) and not slot.closing \
+                and not slot.peer_closed:
+            slot.start_reading()
+
+    def pause(self, socket_id: int) -> None:
+        """Stop reading (or accepting) until start(id). Never blocks."""
+        slot = self._live(socket_id)
+        if slot is not None:
+            slot.stop_reading()
+
+    # ------------------------------------------------------------------ TCP: connect
+
+    def _open_stream(self, sockaddr_info: Tuple[Any, ...]) -> Any:
+        family, socktype, proto, _, _ = sockaddr_info
+        sock = _socket.socket(family, socktype, proto)
+        sock.setblocking(False)
+        sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_KEEPALIVE, 1)
+        return sock
+
+    def connect(self, host: str, port: int, opaque: int = 0) -> int:
+        """Start a non-blocking connect; return the id at once. OPEN (data =
+        peer "host:port") or ERROR follows. Data sent meanwhile is queued.
+        Reading starts by itself once connected."""
+        host = _check_host(host)
+        if host is None:
+            raise ValueError("connect needs a host")
+        port = _check_port(port)
+        opaque = _check_opaque(opaque)
+        try:
+            addresses = _socket.getaddrinfo(host, port, 0, _socket.SOCK_STREAM, 0, _NUMERIC)
+        except _socket.gaierror:
+            addresses = None
+        slot = self._new_slot(opaque, CONNECTING, fd=-1)
+        if addresses is not None:
+            slot.connect_addresses = list(addresses)
+            self._connect_next(slot, None)
+        else:
+            connector = gevent.spawn(self._resolve_and_connect, slot, host, port)
+            self._connectors.add(connector)
+            connector.link(self._connectors.discard)
+        return slot.id
+
+    def _resolve_and_connect(self, slot: Slot, host: str, port: int) -> None:
+        try:
+            addresses = self._hub.resolver.getaddrinfo(host, port, 0, _socket.SOCK_STREAM)
+        except OSError as err:
+            if slot.state == CONNECTING:
+                slot.message(SOCKET_ERROR, 0, str(err.args[-1]) if err.args else str(err))
+                slot.force_close(report=False)
+            return
+        if slot.state == CONNECTING:
+            slot.connect_addresses = list(addresses)
+            self._connect_next(slot, None)
+
+    def _connect_next(self, slot: Slot, last_error: Optional[BaseException]) -> None:
+        """Try the next resolved address of a connecting slot."""
+        while slot.connect_addresses:
+            info = slot.connect_addresses.pop(0)
+            try:
+                sock = self._open_stream(info)
+            except OSError as err:
+                last_error = err
+                continue
+            code = sock.connect_ex(info[4])
+            if code in (0, errno.EINPROGRESS, errno.EAGAIN):
+                self._adopt_stream(slot, sock)
+                if code == 0:
+                    self._connected(slot)
+                else:
+                    slot.start_writing()
+                return
+            sock.close()
+            last_error = OSError(code, os.strerror(code))
+        slot.message(SOCKET_ERROR, 0, error_text(last_error) if last_error else "connect failed")
+        slot.force_close(report=False)
+
+    @staticmethod
+    def _adopt_stream(slot: Slot, sock: Any) -> None:
+        slot.sock = sock
+        slot.fd = sock.fileno()
+        slot.family = sock.family
+        slot.recv = sock.recv
+        slot.write_one = sock.send
+        slot.write_many = sock.sendmsg
+
+    def _connect_ready(self, slot: Slot) -> None:
+        code = slot.sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_ERROR)
+        if code:
+            slot.stop_writing()
+            if slot.write_watcher is not None:
+                slot.write_watcher.close()
+                slot.write_watcher = None
+            slot.sock.close()
+            slot.sock = None
+            self._connect_next(slot, OSError(code, os.strerror(code)))
+            return
+        self._connected(slot)
+
+    def _connected(self, slot: Slot) -> None:
+        try:
+            slot.name = format_address(slot.sock.getpeername())
+        except OSError:
+            slot.name = ""
+        slot.state = CONNECTED
+        slot.message(SOCKET_OPEN, 0, slot.name)
+        if slot.closing and not slot.pending_bytes:
+            slot.force_close(report=False)
+            return
+        if not slot.closing:
+            slot.start_reading()
+        if slot.pending_bytes:
+            slot.start_writing()
+        else:
+            slot.stop_writing()
+
+    def block_connect(self, host: str, port: int, opaque: int = 0) -> int:
+        """Connect, blocking only the calling greenlet; return the id of a
+        connected, reading socket (OPEN follows), or raise OSError."""
+        host = _check_host(host)
+        if host is None:
+            raise ValueError("block_connect needs a host")
+        port = _check_port(port)
+        opaque = _check_opaque(opaque)
+        last_error: Optional[OSError] = None
+        for info in self._resolve(host, port, _socket.SOCK_STREAM):
+            sock = self._open_stream(info)
+            try:
+                code = sock.connect_ex(info[4])
+                if code in (errno.EINPROGRESS, errno.EAGAIN):
+                    watcher = self._loop.io(sock.fileno(), 2)
+                    try:
+                        self._hub.wait(watcher)
+                    finally:
+                        watcher.close()
+                    code = sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_ERROR)
+                if code:
+                    raise OSError(code, os.strerror(code))
+                slot = self._new_slot(opaque, CONNECTING, sock)
+            except OSError as err:
+                sock.close()
+                last_error = err
+                continue
+            except BaseException:
+                sock.close()
+                raise
+            self._connected(slot)
+            return slot.id
+        raise last_error if last_error else OSError(f"cannot connect to {host}:{port}")
+
+    # ------------------------------------------------------------------ bind an fd
+
+    def bind(self, fd: int, opaque: int = 0) -> int:
+        """Adopt an existing fd (a pipe, stdin...): emits OPEN "binding" and
+        starts reading at once. The fd is never closed by the server."""
+        if isinstance(fd, bool) or not isinstance(fd, int):
+            raise TypeError(f"fd must be an int, not {type(fd).__name__}")
+        opaque = _check_opaque(opaque)
+        was_blocking = os.get_blocking(fd)   # OSError(EBADF) for a bad fd
+        os.set_blocking(fd, False)
+        try:
+            slot = self._new_slot(opaque, BIND, fd=fd)
+        except BaseException:
+            os.set_blocking(fd, was_blocking)
+            raise
+        slot.bind_was_blocking = was_blocking
+        slot.start_reading()
+        slot.message(SOCKET_OPEN, 0, "binding")
+        return slot.id
+
+    # ------------------------------------------------------------------ send / close
+
+    def send(self, socket_id: int, data: SendData) -> bool:
+        """Send with high priority; never blocks. False if the id is not a
+        live socket (or was closed). Bytes go out in call order."""
+        data = _normalize(data)
+        if self._other_thread():
+            return self._from_other_thread(self.send, socket_id, data)
+        slot = self._live(socket_id)
+        if slot is None:
+            return False
+        return slot.send(data, False)
+
+    def send_lowpriority(self, socket_id: int, data: SendData) -> bool:
+        """Send with low priority: it goes out only while no high-priority
+        data is pending. Never blocks; False if the id is not live."""
+        data = _normalize(data)
+        if self._other_thread():
+            return self._from_other_thread(self.send_lowpriority, socket_id, data)
+        slot = self._live(socket_id)
+        if slot is None:
+            return False
+        return slot.send(data, True)
+
+    def close(self, socket_id: int) -> None:
+        """Graceful close: stop reading, report CLOSE, flush every queued
+        byte, then close the fd. Unknown ids are ignored. Never blocks."""
+        if self._other_thread():
+            self._from_other_thread(self.close, socket_id)
+            return
+        slot = self._live(socket_id)
+        if slot is not None:
+            slot.close()
+
+    def shutdown(self, socket_id: int) -> None:
+        """Forceful close: drop queued bytes, close now, report CLOSE (once)."""
+        if self._other_thread():
+            self._from_other_thread(self.shutdown, socket_id)
+            return
+        slot = self._live(socket_id)
+        if slot is not None:
+            slot.force_close(report=True)
+
+    def _from_other_thread(self, method: Callable[..., Any], *args: Any) -> bool:
+        if self._released:
+            return False
+        self._loop.run_callback_threadsafe(method, *args)
+        return args[0] in self._slots
+
+    def nodelay(self, socket_id: int) -> None:
+        """Set TCP_NODELAY on a TCP socket; ignored for other ids."""
+        slot = self._live(socket_id)
+        if slot is not None and slot.sock is not None and slot.protocol == PROTOCOL_TCP:
+            try:
+                slot.sock.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
+            except OSError as err:
+                logger.debug("nodelay on %d: %s", socket_id, err)
+
+    # ------------------------------------------------------------------ UDP
+
+    def _udp_socket(self, family: int, sockaddr: Any, opaque: int) -> int:
+        sock = _socket.socket(family, _socket.SOCK_DGRAM, 0)
+        try:
+            sock.setblocking(False)
+            if sockaddr is not None:
+                sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_REUSEADDR, 1)
+                sock.bind(sockaddr)
+            slot = self._new_slot(opaque, CONNECTED, sock, protocol=PROTOCOL_UDP)
+        except BaseException:
+            sock.close()
+            raise
+        slot.start_reading()
+        return slot.id
+
+    def udp(self, host: Optional[str] = None, port: int = 0, opaque: int = 0) -> int:
+        """A UDP socket, bound when host or port is given; reads at once
+        (SOCKET_UDP events), no start() needed. Raises OSError on bind failure."""
+        host = _check_host(host)
+        port = _check_port(port)
+        opaque = _check_opaque(opaque)
+        if host is None and port == 0:
+            return self._udp_socket(_socket.AF_INET, None, opaque)
+        family, _, _, _, sockaddr = self._resolve(host, port, _socket.SOCK_DGRAM, True)[0]
+        return self._udp_socket(family, sockaddr, opaque)
+
+    def udp_listen(self, host: str, port: int, opaque: int = 0) -> int:
+        """A UDP socket bound to (host, port), family taken from the host."""
+        host = _check_host(host)
+        port = _check_port(port)
+        opaque = _check_opaque(opaque)
+        family, _, _, _, sockaddr = self._resolve(host, port, _socket.SOCK_DGRAM, True)[0]
+        return self._udp_socket(family, sockaddr, opaque)
+
+    def udp_dial(self, host: str, port: int, opaque: int = 0) -> int:
+        """An unbound UDP socket whose default destination is (host, port)."""
+        host = _check_host(host)
+        if host is None:
+            raise ValueError("udp_dial needs a host")
+        port = _check_port(port)
+        opaque = _check_opaque(opaque)
+        family, _, _, _, sockaddr = self._resolve(host, port, _socket.SOCK_DGRAM)[0]
+        socket_id = self._udp_socket(family, None, opaque)
+        self._slots[socket_id].udp_default = sockaddr
+        return socket_id
+
+    def udp_connect(self, socket_id: int, host: str, port: int) -> None:
+        """Set the default destination of a UDP socket. A family mismatch
+        emits ERROR "protocol mismatch"."""
+        host = _check_host(host)
+        if host is None:
+            raise ValueError("udp_connect needs a host")
+        port = _check_port(port)
+        slot = self._live(socket_id)
+        if slot is None:
+            return
+        if slot.protocol != PROTOCOL_UDP:
+            raise ValueError(f"socket {socket_id} is not a UDP socket")
+        family, _, _, _, sockaddr = self._resolve(host, port, _socket.SOCK_DGRAM)[0]
+        if family != slot.family:
+            logger.warning("udp_connect %d: protocol mismatch for %s", socket_id, host)
+            slot.message(SOCKET_ERROR, 0, "protocol mismatch")
+            return
+        slot.udp_default = sockaddr
+        slot.name = format_address(sockaddr)
+
+    def udp_send(self, socket_id: int, address: Optional[Tuple[str, int]], data: SendData) -> bool:
+        """Send one datagram to ``address`` (host, port), or to the default
+        destination when None. False when the id is gone, no destination is
+        known, or the address family does not match the socket."""
+        data = _normalize(data)
+        slot = self._live(socket_id)
+        if slot is None or slot.state == CLOSED or slot.closing:
+            return False
+        if slot.protocol != PROTOCOL_UDP:
+            raise ValueError(f"socket {socket_id} is not a UDP socket")
+        return self._udp_send_slot(slot, address, data)
+
+    def _udp_send_slot(self, slot: Slot, address: Any, data: Any) -> bool:
+        if isinstance(data, list):
+            data = b"".join(data)
+        if address is None:
+            sockaddr = slot.udp_default
+            if sockaddr is None:
+                logger.warning("udp socket %d: set udp address first", slot.id)
+                return False
+        else:
+            if not isinstance(address, tuple) or len(address) < 2:
+                raise TypeError("udp address must be a (host, port) tuple")
+            host = _check_host(address[0])
+            port = _check_port(address[1])
+            try:
+                infos = _socket.getaddrinfo(host, port, slot.family, _socket.SOCK_DGRAM, 0, _NUMERIC)
+            except _socket.gaierror:
+                try:
+                    infos = self._resolve(host, port, _socket.SOCK_DGRAM)
+                except OSError:
+                    return False
+                infos = [info for info in infos if info[0] == slot.family]
+            if not infos:
+                logger.warning("udp socket %d: type mismatch for %r", slot.id, address)
+                return False
+            sockaddr = infos[0][4]
+        if not slot.high:
+            try:
+                slot.sock.sendto(data, sockaddr)
+                slot.bytes_written += len(data)
+                slot.wtime = self._loop.now()
+                return True
+            except (BlockingIOError, InterruptedError):
+                pass
+            except OSError as err:
+                logger.warning("udp socket %d: sendto error: %s", slot.id, err)
+                return False
+        slot.high.append((bytes(data), sockaddr))
+        slot.pending_bytes += len(data)
+        slot.check_warning()
+        slot.start_writing()
+        return True
+
+    def _udp_flush(self, slot: Slot) -> None:
+        high = slot.high
+        while high:
+            data, sockaddr = high[0]
+            try:
+                slot.sock.sendto(data, sockaddr)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as err:
+                logger.warning("udp socket %d: sendto error: %s", slot.id, err)
+            high.popleft()
+            slot.pending_bytes -= len(data)
+            slot.bytes_written += len(data)
+
+    @staticmethod
+    def udp_address(message: SocketMessage) -> Optional[Tuple[str, int]]:
+        """The (host, port) a SOCKET_UDP message came from, else None."""
+        return message.address
+
+    # ------------------------------------------------------------------ info
+
+    def info(self) -> List[SocketInfo]:
+        """A netstat row for every live socket, in id order."""
+        rows = []
+        for socket_id in sorted(self._slots):
+            slot = self._slots[socket_id]
+            state = slot.state
+            if state in (PLISTEN, LISTEN):
+                kind = "LISTEN"
+            elif state == BIND:
+                kind = "BIND"
+            elif slot.protocol == PROTOCOL_UDP:
+                kind = "UDP"
+            elif state == HALFCLOSE_READ or slot.closing:
+                kind = "CLOSING"
+            else:
+                kind = "TCP"
+            rows.append(SocketInfo(socket_id, kind, slot.opaque, slot.bytes_read,
+                                   slot.bytes_written, slot.rtime, slot.wtime,
+                                   slot.pending_bytes, slot.reading, slot.writing, slot.name))
+        return rows
+
+    def __repr__(self) -> str:
+        return f"<SocketServer sockets={len(self._slots)} pending_events={len(self._channel)}>"

@@ -1,0 +1,145 @@
+"""The skynet-flavoured namespace: ``from gsocket import skynet``.
+
+``skynet.socket`` is :mod:`gsocket.socket`; the rest are skynet's service
+primitives mapped onto greenlets of the current hub.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable, Dict, Hashable, Optional
+
+import gevent
+from gevent import get_hub
+from gevent.event import Event
+from gevent.hub import Waiter
+from gevent.pool import Group
+from greenlet import getcurrent
+
+from . import driver as _driver
+from . import socket
+
+__all__ = ["socket", "start", "fork", "sleep", "timeout", "wait", "wakeup", "exit", "error"]
+
+logger = logging.getLogger("gsocket.skynet")
+
+
+class _Service:
+    """Per-hub state: the greenlets forked and the exit signal."""
+
+    def __init__(self) -> None:
+        self.greenlets = Group()
+        self.exit_event: Optional[Event] = None
+        self.sleepers: Dict[Hashable, Waiter] = {}
+
+
+def _service() -> _Service:
+    hub = get_hub()
+    service = getattr(hub, "_gsocket_service", None)
+    if service is None:
+        service = hub._gsocket_service = _Service()
+    return service
+
+
+def _run_logged(fn: Callable[..., Any], args: tuple) -> Any:
+    try:
+        return fn(*args)
+    except gevent.GreenletExit:
+        raise
+    except Exception:
+        logger.exception("greenlet %r failed", getattr(fn, "__name__", fn))
+        return None
+
+
+def start(main: Callable[..., Any], *args: Any) -> None:
+    """Run ``main(*args)`` in a greenlet with the default driver and block
+    until ``skynet.exit()`` is called (or ``main`` raises, which re-raises
+    here). Then every forked greenlet is killed and the driver freed."""
+    service = _service()
+    if service.exit_event is not None:
+        raise RuntimeError("skynet.start is already running on this hub")
+    done = service.exit_event = Event()
+    driver = _driver.default()
+    failure: list = []
+
+    def run_main() -> None:
+        try:
+            main(*args)
+        except gevent.GreenletExit:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller
+            failure.append(exc)
+            done.set()
+
+    main_greenlet = gevent.spawn(run_main)
+    try:
+        done.wait()
+    finally:
+        service.exit_event = None
+        main_greenlet.kill()
+        service.greenlets.kill(timeout=2)
+        driver.free()
+    if failure:
+        raise failure[0]
+
+
+def exit() -> None:  # noqa: A001 - skynet's name
+    """End ``skynet.start`` (from any greenlet or a signal handler); without
+    a running start, free the default driver."""
+    service = _service()
+    if service.exit_event is not None:
+        service.exit_event.set()
+    else:
+        _driver.default().free()
+
+
+def fork(fn: Callable[..., Any], *args: Any) -> gevent.Greenlet:
+    """Run ``fn(*args)`` in a new greenlet (exceptions are logged); return it."""
+    return _service().greenlets.spawn(_run_logged, fn, args)
+
+
+def sleep(seconds: float) -> None:
+    """Block the calling greenlet for ``seconds`` (0 yields)."""
+    _driver.default().before_block()
+    gevent.sleep(seconds)
+
+
+def timeout(seconds: float, fn: Callable[[], Any]) -> gevent.Greenlet:
+    """Call ``fn()`` in a new greenlet after ``seconds``."""
+    greenlet = gevent.Greenlet(_run_logged, fn, ())
+    _service().greenlets.add(greenlet)
+    greenlet.start_later(seconds)
+    return greenlet
+
+
+def wait(token: Optional[Hashable] = None) -> Any:
+    """Block the calling greenlet until ``wakeup(token)`` (token defaults to
+    the current greenlet); returns the value given to wakeup."""
+    if token is None:
+        token = getcurrent()
+    service = _service()
+    if token in service.sleepers:
+        raise RuntimeError(f"a greenlet is already waiting on {token!r}")
+    _driver.default().before_block()
+    waiter = Waiter()
+    service.sleepers[token] = waiter
+    try:
+        return waiter.get()
+    finally:
+        if service.sleepers.get(token) is waiter:
+            del service.sleepers[token]
+
+
+def wakeup(token: Hashable, value: Any = None) -> bool:
+    """Wake the greenlet waiting on ``token``; False if none waits."""
+    service = _service()
+    waiter = service.sleepers.pop(token, None)
+    if waiter is None:
+        return False
+    get_hub().loop.run_callback(waiter.switch, value)
+    return True
+
+
+def error(*args: Any) -> None:
+    """Log the arguments, space-separated, at ERROR level (skynet.error)."""
+    logger.error(" ".join(str(arg) for arg in args))
