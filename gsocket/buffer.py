@@ -55,6 +55,12 @@ BytesLike = Union[bytes, bytearray, memoryview]
 _SMALL_SLICE = 4096
 
 
+def _copy(data: bytearray, start: int, end: int) -> bytes:
+    """``bytes(data[start:end])`` with a single copy."""
+    with memoryview(data) as view:
+        return view[start:end].tobytes()
+
+
 class ReadBuffer:
     """A FIFO of received bytes with exact-size and line-oriented reads.
 
@@ -66,8 +72,9 @@ class ReadBuffer:
     __slots__ = ("_data", "_start", "_scan", "_scan_sep")
 
     #: The consumed prefix of the internal bytearray is dropped only once it
-    #: is larger than this (and more than half the array). Picked so that
-    #: ordinary traffic never compacts; 64 KiB is also skynet's read-size cap.
+    #: is larger than this (and more than half the array). Picked by hand:
+    #: small enough to bound the waste, large enough that buffers of ordinary
+    #: messages empty (and are released) before they ever compact.
     COMPACT_THRESHOLD = 64 * 1024
 
     def __init__(self) -> None:
@@ -98,9 +105,10 @@ class ReadBuffer:
         """Append a received chunk and return the new total size.
 
         ``data`` may be ``bytes``, ``bytearray`` or ``memoryview`` (any
-        format; its raw bytes are taken). It is copied unless it is
-        ``bytes``, so the caller may reuse a receive buffer afterwards. An
-        empty chunk changes nothing. Anything else raises ``TypeError``.
+        format or shape; its raw bytes are taken). Mutable input is copied,
+        so the caller may reuse a receive buffer afterwards; ``bytes``
+        pushed into an empty buffer is kept as it is. An empty chunk changes
+        nothing. Anything else raises ``TypeError``.
         """
         if type(data) is not bytes:
             if isinstance(data, memoryview):
@@ -111,7 +119,7 @@ class ReadBuffer:
                     f"push() needs bytes, bytearray or memoryview, "
                     f"not {type(data).__name__}"
                 )
-        if not data:  # works for any memoryview shape; n-D is copied whole
+        if not data:
             return len(self._data) - self._start
         old = self._data
         start = self._start
@@ -142,19 +150,28 @@ class ReadBuffer:
         """
         if type(nbytes) is not int:
             nbytes = operator.index(nbytes)
+        start = self._start
+        end = start + nbytes
+        data = self._data
+        if 0 < nbytes and end < len(data):
+            # Fast path, inlined: part of what is buffered.
+            self._start = end
+            if not isinstance(data, bytearray):
+                return data[start:end]
+            if nbytes < _SMALL_SLICE:
+                out = bytes(data[start:end])
+            else:
+                out = _copy(data, start, end)
+            if end > self.COMPACT_THRESHOLD and end * 2 > len(data):
+                self._compact()
+            return out
         if nbytes <= 0:
             if nbytes == 0:
                 return b""
             raise ValueError(f"pop() size must be >= 0, not {nbytes}")
-        start = self._start
-        end = start + nbytes
-        data = self._data
-        if end >= len(data):
-            if end == len(data):
-                return self.readall()
-            return None
-        self._start = end
-        return self._take(data, start, end)
+        if end == len(data):
+            return self.readall()
+        return None
 
     def readline(self, sep: BytesLike = b"\n") -> bytes | None:
         """Consume a line and its separator; return the line without it.
@@ -207,28 +224,34 @@ class ReadBuffer:
         self._scan = 0
 
     def _take(self, data: bytes | bytearray, start: int, end: int) -> bytes:
-        """Return ``data[start:end]`` as bytes and maybe compact.
+        """Return ``data[start:end]`` as bytes and compact if it is time.
 
         The caller has already moved ``_start`` past ``end`` (or reset the
         buffer, in which case ``data`` is no longer ours to compact).
         """
-        if type(data) is bytes:
+        if not isinstance(data, bytearray):
             return data[start:end]
         if end - start < _SMALL_SLICE:
             out = bytes(data[start:end])
         else:
-            with memoryview(data) as view:
-                out = view[start:end].tobytes()
+            out = _copy(data, start, end)
         consumed = self._start
         if (
             data is self._data
             and consumed > self.COMPACT_THRESHOLD
             and consumed * 2 > len(data)
         ):
-            del data[:consumed]  # type: ignore[union-attr]
+            self._compact()
+        return out
+
+    def _compact(self) -> None:
+        """Delete the consumed prefix of the internal bytearray."""
+        data = self._data
+        consumed = self._start
+        if isinstance(data, bytearray) and consumed:
+            del data[:consumed]
             self._start = 0
             self._scan = max(self._scan - consumed, 0)
-        return out
 
     def _find(self, sep: BytesLike) -> int:
         """Index in ``_data`` of the first ``sep`` at or after ``_start``.
