@@ -49,8 +49,8 @@ import traceback
 import warnings
 import weakref
 from typing import (
-    TYPE_CHECKING, Any, Callable, Dict, Iterable, Iterator, List, Optional, Set,
-    Tuple, Union,
+    TYPE_CHECKING, Any, Callable, Dict, Generator, Iterable, Iterator, List, Optional,
+    Set, Tuple, Union,
 )
 
 import pytest
@@ -135,11 +135,12 @@ def _patch_sensitive_state() -> List[str]:
     problems: List[str] = []
     if "ssl" in sys.modules:
         problems.append(
-            "ssl was imported before gevent monkey-patched it: SSLContext "
-            "subclasses and names bound with 'from ssl import ...' stay "
-            "unpatched and may block or recurse; patch earlier (--gsocket-patch / "
-            "gsocket_monkey_patch) and keep ssl imports out of plugins loaded "
-            "before gsocket")
+            "ssl was imported before gevent monkey-patched it (by something "
+            "loaded before gsocket's plugin: another pytest plugin, sitecustomize "
+            "or the launcher); SSLContext subclasses and names bound with "
+            "'from ssl import ...' stay unpatched and may block the hub or "
+            "recurse. Import ssl later, or patch first with "
+            "'python -m gevent.monkey --module pytest'")
     threading_mod = sys.modules.get("threading")
     if threading_mod is not None:
         main = threading_mod.main_thread()
@@ -188,6 +189,11 @@ def _maybe_patch(config: pytest.Config, hook: str) -> None:
     if _PATCH_KEY in config.stash or not _patch_requested(config):
         return
     report = patch_gevent(hook)
+    if hook != "pytest_load_initial_conftests" and report.action == "patched":
+        report.problems.insert(0, (
+            f"gevent monkey patching ran late, in {hook}: the gsocket plugin was "
+            f"not loaded as an installed plugin (entry point) or with -p, so "
+            f"conftest.py files were imported before patching"))
     config.stash[_PATCH_KEY] = report
     for problem in report.problems:
         config.issue_config_time_warning(GsocketPatchWarning(problem), stacklevel=2)
@@ -264,15 +270,44 @@ def _live_greenlets() -> List["RawGreenlet"]:
     return found
 
 
+_HARNESS_DIRS = (f"{os.sep}_pytest{os.sep}", f"{os.sep}pluggy{os.sep}")
+
+
+def _noise(entry: traceback.FrameSummary) -> bool:
+    """Frames of pytest, pluggy and our test runner: the harness, not the test."""
+    if entry.filename == __file__:
+        return entry.name in ("body", "run_in_greenlet", "_run_in_greenlet")
+    return any(part in entry.filename for part in _HARNESS_DIRS)
+
+
+def _format_frames(frame: Any, limit: int = STACK_LIMIT) -> str:
+    entries = [entry for entry in traceback.extract_stack(frame)
+               if not _noise(entry)][-limit:]
+    lines: List[str] = []
+    for entry in traceback.StackSummary.from_list(entries).format():
+        lines.extend("  " + line for line in entry.rstrip("\n").split("\n"))
+    return "\n".join(lines) + "\n" if lines else ""
+
+
 def _describe_greenlet(glet: "RawGreenlet", note: str = "") -> str:
-    label = repr(glet)
-    if note:
-        label += f"  [{note}]"
-    frame = glet.gr_frame
-    if frame is None:
-        return f"{label}\n    (scheduled, not started yet)\n"
-    stack = traceback.format_stack(frame)[-STACK_LIMIT:]
-    return label + "\n" + "".join("  " + line for line in stack)
+    """``repr(glet)`` and its stack (innermost last), plus where it was spawned."""
+    from gevent import Greenlet
+
+    text = repr(glet) + (f"  [{note}]" if note else "") + "\n"
+    if glet.gr_frame is not None:
+        text += _format_frames(glet.gr_frame) or "    (no frames outside the harness)\n"
+    elif isinstance(glet, Greenlet) and not glet:
+        text += "    (scheduled, not started yet)\n"
+    else:
+        # On Python 3.11+ greenlet reports no frame for a greenlet suspended
+        # before Python materialized its frame objects.
+        text += "    (suspended; its stack is not available)\n"
+    spawned = getattr(glet, "spawning_stack", None)
+    if spawned is not None and note != "the test body":
+        where = _format_frames(spawned, limit=8)
+        if where:
+            text += "  spawned at:\n" + where
+    return text
 
 
 def blocked_greenlets_report(first: Optional["RawGreenlet"] = None,
@@ -283,19 +318,13 @@ def blocked_greenlets_report(first: Optional["RawGreenlet"] = None,
     ``before`` are tagged as already running before the test.
     """
     earlier = {id(g) for g in before}
-    live = _live_greenlets()
-    if first is not None and first in live:
-        live.remove(first)
-        live.insert(0, first)
-    parts = []
-    for glet in live:
-        if glet is first:
-            note = "the test body"
-        elif id(glet) in earlier:
-            note = "already running before the test"
-        else:
-            note = "spawned during the test"
-        parts.append(_describe_greenlet(glet, note))
+
+    def rank(glet: "RawGreenlet") -> int:
+        return 0 if glet is first else 2 if id(glet) in earlier else 1
+
+    notes = ("the test body", "spawned during the test", "already running before the test")
+    parts = [_describe_greenlet(glet, notes[rank(glet)])
+             for glet in sorted(_live_greenlets(), key=rank)]
     return "\n".join(parts) if parts else "(no live greenlets)\n"
 
 
@@ -348,7 +377,7 @@ def _run_in_greenlet(item: pytest.Function, func: Callable[..., Any],
         except BaseException as exc:  # re-raised in the caller, pytest outcomes too
             outcome["error"] = exc
 
-    before = _live_greenlets()
+    before = weakref.WeakSet(_live_greenlets())  # weak: keep no greenlet alive
     glet = gevent.Greenlet(body)
     glet.name = f"gsocket-test:{item.name}"
     glet.start()
@@ -376,7 +405,7 @@ def _run_in_greenlet(item: pytest.Function, func: Callable[..., Any],
 
 
 @pytest.hookimpl(hookwrapper=True)
-def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Iterator[None]:
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Generator[None, Any, None]:
     """For ``@pytest.mark.gsocket`` tests, let pytest call a stand-in that runs
     the real test function in a greenlet under the timeout."""
     marker = pyfuncitem.get_closest_marker(MARKER)
@@ -574,7 +603,8 @@ _CALL_FAILED_KEY = pytest.StashKey[bool]()
 
 
 @pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+def pytest_runtest_makereport(item: pytest.Item,
+                               call: pytest.CallInfo[None]) -> Generator[None, Any, None]:
     """Remember whether setup or the call failed, for the leak check."""
     outcome = yield
     report = outcome.get_result()
@@ -663,7 +693,7 @@ def _free_tcp_port(host: str = "127.0.0.1") -> int:
         sock = _socket.socket(_socket.AF_INET, _socket.SOCK_STREAM)
         try:
             sock.bind((host, 0))
-            port = sock.getsockname()[1]
+            port = int(sock.getsockname()[1])
         finally:
             sock.close()
         if port not in _GIVEN_PORTS:  # no port twice in one session
