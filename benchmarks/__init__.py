@@ -17,5 +17,6 @@ Modules, one job each:
 - ``report``         the text table and the load-generator headroom notes
 - ``chart``          the PNG of ratios to gevent
 - ``progress``       the progress line on stderr
+- ``machine``        facts about the machine and checkout; are the CPUs idle
 - ``servers/``       the reference echo servers (gevent, asyncio, uvloop)
 """

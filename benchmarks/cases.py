@@ -44,15 +44,26 @@ class Case:
     higher_is_better: bool = True
 
 
-CASES: dict[str, Case] = {case.name: case for case in [
-    Case("idle", "server RSS growth per held idle connection", "idle", 8, "KiB/conn", "", None,
-         higher_is_better=False),
-    Case("pp100", "pingpong 64 B, 100 connections", "pingpong", 64, "msgs/s", "msgs_s", 100),
-    Case("pp1000", "pingpong 64 B, 1000 connections", "pingpong", 64, "msgs/s", "msgs_s", 1000),
-    Case("pp100_4k", "pingpong 4 KiB, 100 connections", "pingpong", 4096, "msgs/s", "msgs_s", 100),
-    Case("bulk1", "bulk 64 KiB chunks, 1 connection", "bulk", 65536, "MB/s", "MB_s", 1),
-    Case("connect", "connect + ping + close, 100 in parallel", "connect", 8, "conns/s", "msgs_s", None),
-]}
+CASES: dict[str, Case] = {
+    case.name: case
+    for case in [
+        Case(
+            "idle",
+            "server RSS growth per held idle connection",
+            "idle",
+            8,
+            "KiB/conn",
+            "",
+            None,
+            higher_is_better=False,
+        ),
+        Case("pp100", "pingpong 64 B, 100 connections", "pingpong", 64, "msgs/s", "msgs_s", 100),
+        Case("pp1000", "pingpong 64 B, 1000 connections", "pingpong", 64, "msgs/s", "msgs_s", 1000),
+        Case("pp100_4k", "pingpong 4 KiB, 100 connections", "pingpong", 4096, "msgs/s", "msgs_s", 100),
+        Case("bulk1", "bulk 64 KiB chunks, 1 connection", "bulk", 65536, "MB/s", "MB_s", 1),
+        Case("connect", "connect + ping + close, 100 in parallel", "connect", 8, "conns/s", "msgs_s", None),
+    ]
+}
 
 
 @dataclass(frozen=True)
@@ -78,22 +89,31 @@ class CaseSettings:
         return self.idle_conns if case.mode == "idle" else self.connect_parallel
 
 
-def run_case(case: Case, server: ServerProcess, loadgen: Loadgen, settings: CaseSettings,
-             round_number: int) -> Measurement:
+def run_case(
+    case: Case, server: ServerProcess, loadgen: Loadgen, settings: CaseSettings, round_number: int
+) -> Measurement:
     """Run ``case`` once against a running server; failures become a Measurement too."""
     measurement = Measurement(server=server.name, round=round_number, case=case.name, unit=case.unit)
     try:
         if case.mode == "idle":
             _measure_idle(measurement, server, loadgen, settings)
         else:
-            report = loadgen.run(server.port, case.mode, settings.connections(case), case.size,
-                                 settings.seconds, settings.warmup, server_pid=server.pid)
+            report = loadgen.run(
+                server.port,
+                case.mode,
+                settings.connections(case),
+                case.size,
+                settings.seconds,
+                settings.warmup,
+                server_pid=server.pid,
+            )
             _fill_from_report(measurement, case, report)
     except (LoadgenError, OSError, RuntimeError) as exc:
         measurement.failure = str(exc)
     if not server.is_running():
         measurement.value = None
-        measurement.failure = (measurement.failure or "") + f" server died:\n{server.log_tail()}"
+        earlier = f"; {measurement.failure}" if measurement.failure else ""
+        measurement.failure = f"{server.death_notice()}{earlier}\n{server.log_tail()}"
     return measurement
 
 
@@ -110,8 +130,9 @@ def _fill_from_report(measurement: Measurement, case: Case, report: LoadgenRepor
         measurement.detail["last_err"] = report.last_error
 
 
-def _measure_idle(measurement: Measurement, server: ServerProcess, loadgen: Loadgen,
-                  settings: CaseSettings) -> None:
+def _measure_idle(
+    measurement: Measurement, server: ServerProcess, loadgen: Loadgen, settings: CaseSettings
+) -> None:
     """RSS before, RSS while N connections are held; KiB per confirmed connection."""
     time.sleep(settings.idle_settle)
     rss_before = server.rss_kib()
@@ -129,8 +150,12 @@ def _measure_idle(measurement: Measurement, server: ServerProcess, loadgen: Load
     measurement.errors = final.errors
     measurement.value = (rss_held - rss_before) / confirmed if confirmed else None
     measurement.detail.update(
-        rss_before_kib=rss_before, rss_held_kib=rss_held, confirmed=confirmed,
+        rss_before_kib=rss_before,
+        rss_held_kib=rss_held,
+        confirmed=confirmed,
         alive=f"{final.fields.get('alive', '?')}/{settings.idle_conns}",
-        setup_s=final.fields.get("setup_s", "?"), final_ping_s=final.fields.get("final_ping_s", "?"))
+        setup_s=final.fields.get("setup_s", "?"),
+        final_ping_s=final.fields.get("final_ping_s", "?"),
+    )
     if confirmed < settings.idle_conns:
         measurement.failure = f"only {confirmed} of {settings.idle_conns} connections were accepted"

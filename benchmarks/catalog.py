@@ -43,33 +43,67 @@ def _missing_module(module: str) -> str | None:
     return f"python module {module!r} is not installed (pip install -e '.[bench]')"
 
 
-def server_catalog(python: str, repo_root: Path, echo_epoll_binary: Path | None,
-                   echo_epoll_problem: str | None, host: str = "127.0.0.1") -> dict[str, ServerSpec]:
+def server_catalog(
+    python: str,
+    repo_root: Path,
+    echo_epoll_binary: Path | None,
+    echo_epoll_problem: str | None,
+    host: str = "127.0.0.1",
+) -> dict[str, ServerSpec]:
     """All known servers, in report order: ceiling, references, then gsocket."""
 
     def module_command(module: str, *extra: str) -> Callable[[int], list[str]]:
         return lambda port: [python, "-m", module, "--host", host, "--port", str(port), *extra]
 
     def example_command(script: Path) -> Callable[[int], list[str]]:
-        return lambda port: [python, str(script.relative_to(repo_root)), "--host", host, "--port", str(port)]
+        return lambda port: [
+            python,
+            str(script.relative_to(repo_root)),
+            "--host",
+            host,
+            "--port",
+            str(port),
+        ]
 
     echo_example = repo_root / "examples" / "echo.py"
     events_example = repo_root / "examples" / "echo_events.py"
     specs = [
-        ServerSpec(CEILING_SERVER, "C epoll echo (load generator ceiling)",
-                   lambda port: [str(echo_epoll_binary), "--port", str(port)],
-                   echo_epoll_problem if echo_epoll_binary is None else None),
-        ServerSpec(REFERENCE_SERVER, "gevent StreamServer (reference)",
-                   module_command("benchmarks.servers.gevent_stream"), _missing_module("gevent")),
-        ServerSpec("gevent_raw", "gevent accept loop",
-                   module_command("benchmarks.servers.gevent_accept_loop"), _missing_module("gevent")),
-        ServerSpec("asyncio", "asyncio streams",
-                   module_command("benchmarks.servers.asyncio_streams")),
-        ServerSpec("uvloop", "asyncio streams on uvloop",
-                   module_command("benchmarks.servers.asyncio_streams", "--uvloop"), _missing_module("uvloop")),
-        ServerSpec("gsocket", "gsocket socket API (examples/echo.py)",
-                   example_command(echo_example), _missing_file(echo_example, repo_root)),
-        ServerSpec("gsocket_events", "gsocket events (examples/echo_events.py)",
-                   example_command(events_example), _missing_file(events_example, repo_root)),
+        ServerSpec(
+            CEILING_SERVER,
+            "C epoll echo (load generator ceiling)",
+            lambda port: [str(echo_epoll_binary), "--port", str(port)],
+            echo_epoll_problem if echo_epoll_binary is None else None,
+        ),
+        ServerSpec(
+            REFERENCE_SERVER,
+            "gevent StreamServer (reference)",
+            module_command("benchmarks.servers.gevent_stream"),
+            _missing_module("gevent"),
+        ),
+        ServerSpec(
+            "gevent_raw",
+            "gevent accept loop",
+            module_command("benchmarks.servers.gevent_accept_loop"),
+            _missing_module("gevent"),
+        ),
+        ServerSpec("asyncio", "asyncio streams", module_command("benchmarks.servers.asyncio_streams")),
+        ServerSpec(
+            "uvloop",
+            "asyncio streams on uvloop",
+            module_command("benchmarks.servers.asyncio_streams", "--uvloop"),
+            _missing_module("uvloop"),
+        ),
+        ServerSpec(
+            "gsocket",
+            "gsocket socket API (examples/echo.py)",
+            example_command(echo_example),
+            _missing_file(echo_example, repo_root),
+        ),
+        ServerSpec(
+            "gsocket_events",
+            "gsocket events (examples/echo_events.py)",
+            example_command(events_example),
+            _missing_file(events_example, repo_root),
+        ),
     ]
     return {spec.name: spec for spec in specs}

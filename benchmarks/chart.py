@@ -14,8 +14,9 @@ class ChartUnavailable(RuntimeError):
     """matplotlib is not installed."""
 
 
-def draw_ratio_chart(path: Path, summaries: Sequence[CaseSummary], servers: Sequence[str],
-                     cases: Sequence[str], title: str) -> None:
+def draw_ratio_chart(
+    path: Path, summaries: Sequence[CaseSummary], servers: Sequence[str], cases: Sequence[str], title: str
+) -> None:
     """Grouped bars of ratio to gevent per case; a dashed line marks 1.0."""
     try:
         import matplotlib
@@ -32,21 +33,31 @@ def draw_ratio_chart(path: Path, summaries: Sequence[CaseSummary], servers: Sequ
         raise ChartUnavailable(f"no ratios to draw ({REFERENCE_SERVER} was not measured)")
 
     width = 0.8 / len(shown_servers)
-    figure, axes = plt.subplots(figsize=(max(7.0, 1.6 * len(shown_cases) + 2), 4.8))
+    figure, axes = plt.subplots(figsize=(max(7.0, 1.6 * len(shown_cases) + 3), 4.8))
     for index, server in enumerate(shown_servers):
         offsets = [case_index - 0.4 + width * (index + 0.5) for case_index in range(len(shown_cases))]
-        heights = [ratios.get((server, case)) or 0.0 for case in shown_cases]
-        bars = axes.bar(offsets, heights, width, label=server)
-        axes.bar_label(bars, labels=[f"{h:.2f}" if h else "" for h in heights], fontsize=6, rotation=90,
-                       padding=2)
+        values = [ratios.get((server, case)) for case in shown_cases]
+        bars = axes.bar(offsets, [v or 0.0 for v in values], width, label=server)
+        axes.bar_label(
+            bars,
+            labels=["" if v is None else f"{v:.2f}" for v in values],
+            fontsize=6,
+            rotation=90,
+            padding=2,
+        )
     axes.axhline(1.0, color="black", linestyle="--", linewidth=0.8)
     axes.set_xticks(range(len(shown_cases)))
-    axes.set_xticklabels([f"{c}\n({CASES[c].unit}{', lower better' if not CASES[c].higher_is_better else ''})"
-                          for c in shown_cases], fontsize=8)
+    axes.set_xticklabels(
+        [
+            f"{c}\n({CASES[c].unit}{', lower better' if not CASES[c].higher_is_better else ''})"
+            for c in shown_cases
+        ],
+        fontsize=8,
+    )
     axes.set_ylabel(f"median / {REFERENCE_SERVER} (StreamServer) median")
     axes.set_title(title, fontsize=10)
     axes.margins(y=0.15)
-    axes.legend(fontsize=8, ncols=min(4, len(shown_servers)), loc="upper left")
+    axes.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)

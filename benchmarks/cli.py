@@ -8,32 +8,34 @@ stdout, and writes ``results.json``, ``results.tsv``, ``report.md``,
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
-import importlib.metadata
 import os
 import platform
+import signal
 import socket
-import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks import native
+from benchmarks import machine, native
 from benchmarks.cases import CASES, CaseSettings
 from benchmarks.catalog import CEILING_SERVER, REFERENCE_SERVER, server_catalog
 from benchmarks.chart import ChartUnavailable, draw_ratio_chart
 from benchmarks.loadgen import Loadgen
 from benchmarks.placement import Placement, hard_nofile_limit, nofile_for
 from benchmarks.progress import Progress, format_duration
-from benchmarks.report import case_table, loadgen_headroom_notes, ratio_matrix
-from benchmarks.results import CaseSummary, summarize, write_json, write_tsv
+from benchmarks.report import render_report
+from benchmarks.results import summarize, write_json, write_tsv
 from benchmarks.runner import BenchmarkRunner, RunPlan, server_environment
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = REPO_ROOT / "benchmarks" / "results"
 #: fds the servers and load generator need beyond the held connections
 FD_HEADROOM = 256
+#: CPU use by others, before the run, from which the figures are not to be trusted as absolutes
+BUSY_CPU_WARNING_PCT = 15.0
 
 
 def build_parser(server_names: Sequence[str]) -> argparse.ArgumentParser:
@@ -41,31 +43,57 @@ def build_parser(server_names: Sequence[str]) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks",
         description="Echo servers side by side: gsocket vs gevent, asyncio, uvloop, C epoll. "
-                    "Server pinned to one CPU, the C load generator to another.")
-    parser.add_argument("--servers", help=f"comma-separated subset of: {','.join(server_names)} "
-                        f"(default: all available; {CEILING_SERVER} and {REFERENCE_SERVER} are always added "
-                        "unless --no-references)")
+        "Server pinned to one CPU, the C load generator to another.",
+    )
+    parser.add_argument(
+        "--servers",
+        help=f"comma-separated subset of: {','.join(server_names)} "
+        f"(default: all available; {CEILING_SERVER} and {REFERENCE_SERVER} are always added "
+        "unless --no-references)",
+    )
     parser.add_argument("--cases", help=f"comma-separated subset of: {','.join(CASES)} (default: all)")
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; the report shows medians "
-                        "(default 3)")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="interleaved rounds; the report shows medians (default 3)"
+    )
     parser.add_argument("--seconds", type=float, help="measured seconds per case (default 5, --quick 1)")
-    parser.add_argument("--warmup", type=float, help="unmeasured seconds before each case (default 0.5, "
-                        "--quick 0.2)")
-    parser.add_argument("--idle-conns", type=int, help="connections held in the idle case (default 10000, "
-                        "--quick 1000)")
-    parser.add_argument("--connect-parallel", type=int, default=100,
-                        help="parallel connect loops in the connect case (default 100)")
-    parser.add_argument("--quick", action="store_true", help="smoke run: 1 s per case, 1000 idle connections")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results folder (default benchmarks/results/)")
-    parser.add_argument("--no-references", action="store_true",
-                        help=f"do not add {CEILING_SERVER} and {REFERENCE_SERVER} to --servers")
-    parser.add_argument("--server-cpu", type=int, default=0, help="CPU the servers are pinned to (default 0)")
-    parser.add_argument("--loadgen-cpu", type=int, default=1, help="CPU the load generator is pinned to (default 1)")
-    parser.add_argument("--list", action="store_true", help="list the servers and whether each can run, then exit")
+    parser.add_argument(
+        "--warmup", type=float, help="unmeasured seconds before each case (default 0.5, --quick 0.2)"
+    )
+    parser.add_argument(
+        "--idle-conns", type=int, help="connections held in the idle case (default 10000, --quick 1000)"
+    )
+    parser.add_argument(
+        "--connect-parallel",
+        type=int,
+        default=100,
+        help="parallel connect loops in the connect case (default 100)",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="smoke run: 1 s per case, 1000 idle connections"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=DEFAULT_OUT, help="results folder (default benchmarks/results/)"
+    )
+    parser.add_argument(
+        "--no-references",
+        action="store_true",
+        help=f"do not add {CEILING_SERVER} and {REFERENCE_SERVER} to --servers",
+    )
+    parser.add_argument(
+        "--server-cpu", type=int, default=0, help="CPU the servers are pinned to (default 0)"
+    )
+    parser.add_argument(
+        "--loadgen-cpu", type=int, default=1, help="CPU the load generator is pinned to (default 1)"
+    )
+    parser.add_argument(
+        "--list", action="store_true", help="list the servers and whether each can run, then exit"
+    )
     return parser
 
 
-def parse_list(text: str | None, known: Sequence[str], what: str, parser: argparse.ArgumentParser) -> list[str]:
+def parse_list(
+    text: str | None, known: Sequence[str], what: str, parser: argparse.ArgumentParser
+) -> list[str]:
     """Split a comma list and check every name; None means all of ``known``."""
     if not text:
         return list(known)
@@ -84,7 +112,8 @@ def case_settings(args: argparse.Namespace) -> tuple[CaseSettings, float]:
         warmup=args.warmup if args.warmup is not None else (0.2 if quick else 0.5),
         idle_conns=args.idle_conns if args.idle_conns is not None else (1000 if quick else 10000),
         connect_parallel=args.connect_parallel,
-        idle_settle=0.5 if quick else 1.0)
+        idle_settle=0.5 if quick else 1.0,
+    )
     return settings, (0.3 if quick else 1.0)
 
 
@@ -100,93 +129,68 @@ def estimate_seconds(plan: RunPlan) -> float:
     return per_round * len(plan.servers) * plan.rounds
 
 
-def package_version(name: str) -> str | None:
-    """Installed version of a distribution, or None."""
-    try:
-        return importlib.metadata.version(name)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
-def cpu_model() -> str:
-    """The CPU's model name from /proc/cpuinfo."""
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def git_commit() -> str | None:
-    """The checked-out commit (with '+dirty' if the tree has changes), or None."""
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True,
-                                text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=REPO_ROOT, capture_output=True,
-                               text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    return commit + ("+dirty" if dirty else "")
-
-
-def run_metadata(args: argparse.Namespace, plan: RunPlan, placement: Placement, loadgen_binary: Path,
-                 started: datetime.datetime) -> dict[str, Any]:
+def run_metadata(
+    args: argparse.Namespace,
+    plan: RunPlan,
+    placement: Placement,
+    loadgen_binary: Path,
+    started: datetime.datetime,
+) -> dict[str, Any]:
     """Facts about the machine and the run, saved in results.json and the report header."""
     return {
         "date": started.isoformat(timespec="seconds"),
         "host": socket.gethostname(),
-        "cpu": cpu_model(),
+        "cpu": machine.cpu_model(),
         "cpus": os.cpu_count(),
         "python": platform.python_version(),
-        "gevent": package_version("gevent"),
-        "uvloop": package_version("uvloop"),
-        "git_commit": git_commit(),
+        "gevent": machine.package_version("gevent"),
+        "uvloop": machine.package_version("uvloop"),
+        "git_commit": machine.git_commit(REPO_ROOT),
         "placement": placement.describe(),
         "loadgen": str(loadgen_binary),
         "loadgen_source": str(native.loadgen_source(REPO_ROOT)),
         "rounds": plan.rounds,
         "quick": args.quick,
-        "settings": {"seconds": plan.settings.seconds, "warmup": plan.settings.warmup,
-                     "idle_conns": plan.settings.idle_conns, "idle_hold": plan.settings.idle_hold,
-                     "connect_parallel": plan.settings.connect_parallel, "server_warmup": plan.server_warmup},
+        "settings": {
+            "seconds": plan.settings.seconds,
+            "warmup": plan.settings.warmup,
+            "idle_conns": plan.settings.idle_conns,
+            "idle_hold": plan.settings.idle_hold,
+            "connect_parallel": plan.settings.connect_parallel,
+            "server_warmup": plan.server_warmup,
+        },
         "servers": [spec.name for spec in plan.servers],
         "cases": [case.name for case in plan.cases],
         "argv": sys.argv[1:],
     }
 
 
-def render_report(meta: dict[str, Any], summaries: Sequence[CaseSummary], servers: Sequence[str],
-                  cases: Sequence[str], unavailable: dict[str, str], interrupted: bool) -> str:
-    """The whole text report (markdown)."""
-    settings = meta["settings"]
-    lines = [
-        f"Benchmark run {meta['date']} on {meta['host']} ({meta['cpu']}, {meta['cpus']} CPUs), "
-        f"Python {meta['python']}, gevent {meta['gevent']}, uvloop {meta['uvloop']}, commit {meta['git_commit']}",
-        f"{meta['placement']}; {meta['rounds']} interleaved round(s), {settings['seconds']:g} s per case"
-        f"{' (--quick smoke run)' if meta['quick'] else ''}, idle case {settings['idle_conns']} connections.",
-        "Figures are medians over rounds; 'x gevent' is median / gevent StreamServer's median in this run "
-        "(idle: lower is better).",
-        "",
-        case_table(summaries, servers, cases),
-        "",
-        "Median and ratio to gevent:",
-        "",
-        ratio_matrix(summaries, servers, cases),
-    ]
-    notes = loadgen_headroom_notes(summaries, cases)
-    if notes:
-        lines += ["", "Load generator check:", ""] + [f"- {note}" for note in notes]
-    if unavailable:
-        lines += ["", "Skipped servers:", ""] + [f"- {name}: {why}" for name, why in unavailable.items()]
-    failures = [(s, failure) for s in summaries for failure in s.failures]
-    if failures:
-        lines += ["", "Failures:", ""] + [f"- {s.server} {s.case} {failure.splitlines()[0]}" for s, failure in failures]
-    if interrupted:
-        lines += ["", "(interrupted: partial results)"]
-    return "\n".join(lines)
+def warn_if_cpus_busy(placement: Placement) -> dict[int, float]:
+    """Sample the pinned CPUs for half a second; warn if something else is using them."""
+    cpus = [cpu for cpu in (placement.server_cpu, placement.loadgen_cpu) if cpu is not None]
+    busy = machine.cpu_busy_percent(cpus or range(os.cpu_count() or 1))
+    hogged = {cpu: pct for cpu, pct in busy.items() if pct >= BUSY_CPU_WARNING_PCT}
+    if hogged:
+        listing = ", ".join(f"CPU {cpu} {pct:.0f}% busy" for cpu, pct in sorted(hogged.items()))
+        print(
+            f"warning: {listing} before the run: other work shares these CPUs, absolute figures will be "
+            "low and noisy, ratios rough",
+            file=sys.stderr,
+        )
+    return {cpu: round(pct, 1) for cpu, pct in busy.items()}
+
+
+def interrupt_on_termination() -> None:
+    """Make SIGTERM and SIGHUP behave like Ctrl-C, so running servers are stopped and partial results kept.
+
+    (Servers run in their own sessions: without this, killing the runner would orphan them.)
+    """
+
+    def raise_interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, raise_interrupt)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -227,11 +231,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "idle" in case_names:
         fd_budget = hard_nofile_limit() - FD_HEADROOM
         if settings.idle_conns > fd_budget:
-            print(f"warning: hard RLIMIT_NOFILE allows only {fd_budget} idle connections, "
-                  f"not {settings.idle_conns}", file=sys.stderr)
-            settings = CaseSettings(settings.seconds, settings.warmup, fd_budget, settings.connect_parallel,
-                                    settings.idle_settle)
-    placement, warning = Placement.choose(args.server_cpu, args.loadgen_cpu, nofile_for(settings.idle_conns))
+            print(
+                f"warning: hard RLIMIT_NOFILE allows only {fd_budget} idle connections, "
+                f"not {settings.idle_conns}",
+                file=sys.stderr,
+            )
+            settings = dataclasses.replace(settings, idle_conns=fd_budget)
+    placement, warning = Placement.choose(
+        args.server_cpu, args.loadgen_cpu, nofile_for(settings.idle_conns)
+    )
     if warning:
         print("warning: " + warning, file=sys.stderr)
 
@@ -246,11 +254,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     run_dir = args.out / started.strftime("%Y%m%d-%H%M%S")
     run_dir.mkdir(parents=True, exist_ok=True)
     meta = run_metadata(args, plan, placement, loadgen_binary, started)
-    print(f"{len(runnable)} servers x {len(cases)} cases x {args.rounds} rounds, about "
-          f"{format_duration(estimate_seconds(plan))}; {placement.describe()}; output in {run_dir}", file=sys.stderr)
+    meta["cpu_busy_before_run_pct"] = warn_if_cpus_busy(placement)
+    print(
+        f"{len(runnable)} servers x {len(cases)} cases x {args.rounds} rounds, about "
+        f"{format_duration(estimate_seconds(plan))}; {placement.describe()}; output in {run_dir}",
+        file=sys.stderr,
+    )
 
-    runner = BenchmarkRunner(plan, Loadgen(loadgen_binary, placement), placement, REPO_ROOT,
-                             run_dir / "logs", server_environment(REPO_ROOT))
+    interrupt_on_termination()
+    runner = BenchmarkRunner(
+        plan,
+        Loadgen(loadgen_binary, placement),
+        placement,
+        REPO_ROOT,
+        run_dir / "logs",
+        server_environment(REPO_ROOT),
+    )
     with Progress(plan.total_steps) as progress:
         outcome = runner.run(progress)
         meta["elapsed_s"] = round(progress.elapsed, 1)
@@ -259,21 +278,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     case_order = [case.name for case in cases]
     summaries = summarize(outcome.measurements, REFERENCE_SERVER)
     report = render_report(meta, summaries, server_order, case_order, unavailable, outcome.interrupted)
-    print(report)
-
     write_json(run_dir / "results.json", meta, outcome.measurements, summaries, unavailable)
     write_tsv(run_dir / "results.tsv", outcome.measurements)
     (run_dir / "report.md").write_text(report + "\n")
     saved = ["results.json", "results.tsv", "report.md"]
     try:
-        draw_ratio_chart(run_dir / "ratios.png", summaries, server_order, case_order,
-                         f"Ratio to gevent StreamServer (median of {args.rounds} rounds), {meta['date']}"
-                         f"{' [quick smoke run]' if args.quick else ''}")
+        draw_ratio_chart(
+            run_dir / "ratios.png",
+            summaries,
+            server_order,
+            case_order,
+            f"Ratio to gevent StreamServer (median of {args.rounds} rounds), {meta['date']}"
+            f"{' [quick smoke run]' if args.quick else ''}",
+        )
         saved.append("ratios.png")
     except ChartUnavailable as exc:
         print(f"no chart: {exc}", file=sys.stderr)
-    print(f"\nsaved {', '.join(saved)} and logs/ in {run_dir}", file=sys.stderr)
+    print(f"saved {', '.join(saved)} and logs/ in {run_dir}\n", file=sys.stderr)
+    print(report, flush=True)
     if outcome.interrupted:
         return 130
     return 0 if any(m.value is not None for m in outcome.measurements) else 1
-

@@ -75,24 +75,57 @@ class Loadgen:
         self.placement = placement
         self.host = host
 
-    def _command(self, port: int, mode: str, conns: int, size: int, seconds: float,
-                 warmup: float | None = None, server_pid: int | None = None) -> list[str]:
-        argv = [str(self.binary), "-H", self.host, "-p", str(port), "-m", mode,
-                "-c", str(conns), "-s", str(size), "-t", f"{seconds:g}"]
+    def _command(
+        self,
+        port: int,
+        mode: str,
+        conns: int,
+        size: int,
+        seconds: float,
+        warmup: float | None = None,
+        server_pid: int | None = None,
+    ) -> list[str]:
+        argv = [
+            str(self.binary),
+            "-H",
+            self.host,
+            "-p",
+            str(port),
+            "-m",
+            mode,
+            "-c",
+            str(conns),
+            "-s",
+            str(size),
+            "-t",
+            f"{seconds:g}",
+        ]
         if warmup is not None:
             argv += ["-w", f"{warmup:g}"]
         if server_pid is not None:
             argv += ["-P", str(server_pid)]
         return self.placement.command(argv, self.placement.loadgen_cpu)
 
-    def run(self, port: int, mode: str, conns: int, size: int, seconds: float, warmup: float,
-            server_pid: int | None = None) -> LoadgenReport:
+    def run(
+        self,
+        port: int,
+        mode: str,
+        conns: int,
+        size: int,
+        seconds: float,
+        warmup: float,
+        server_pid: int | None = None,
+    ) -> LoadgenReport:
         """Run a timed mode (pingpong, bulk, connect) to completion."""
         command = self._command(port, mode, conns, size, seconds, warmup, server_pid)
         try:
-            completed = subprocess.run(command, capture_output=True, text=True,
-                                       timeout=seconds + warmup + SETUP_ALLOWANCE_S,
-                                       preexec_fn=self.placement.preexec(self.placement.loadgen_cpu))
+            completed = subprocess.run(
+                command,
+                capture_output=True,
+                text=True,
+                timeout=seconds + warmup + SETUP_ALLOWANCE_S,
+                preexec_fn=self.placement.preexec(self.placement.loadgen_cpu),
+            )
         except subprocess.TimeoutExpired as exc:
             raise LoadgenError(f"load generator did not finish: {' '.join(command)}") from exc
         return self._report(completed.stdout, completed.stderr, completed.returncode, "mode=")
@@ -100,8 +133,13 @@ class Loadgen:
     def hold_idle(self, port: int, conns: int, hold_seconds: float) -> IdleHold:
         """Start the idle mode; the caller waits for READY, samples, then finishes."""
         command = self._command(port, "idle", conns, 8, hold_seconds)
-        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                   preexec_fn=self.placement.preexec(self.placement.loadgen_cpu))
+        process = subprocess.Popen(
+            command,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            preexec_fn=self.placement.preexec(self.placement.loadgen_cpu),
+        )
         return IdleHold(process, hold_seconds)
 
     @staticmethod
@@ -148,7 +186,9 @@ class IdleHold:
         except subprocess.TimeoutExpired as exc:
             self.kill()
             raise LoadgenError("idle load generator did not finish") from exc
-        return Loadgen._report("".join(self._stdout_seen) + stdout, stderr, self.process.returncode, "mode=idle")
+        return Loadgen._report(
+            "".join(self._stdout_seen) + stdout, stderr, self.process.returncode, "mode=idle"
+        )
 
     def kill(self) -> None:
         """Stop the load generator (used on errors and interrupts)."""

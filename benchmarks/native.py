@@ -71,8 +71,9 @@ def build(source: Path, binary_name: str) -> Path:
         raise BuildError("no C compiler (gcc) found to build " + source.name)
     fd, temporary = tempfile.mkstemp(prefix=binary_name + ".", dir=target_dir)
     os.close(fd)
-    completed = subprocess.run([compiler, "-O2", "-Wall", "-o", temporary, str(source)],
-                               capture_output=True, text=True)
+    completed = subprocess.run(
+        [compiler, "-O2", "-Wall", "-o", temporary, str(source)], capture_output=True, text=True
+    )
     if completed.returncode != 0:
         os.unlink(temporary)
         raise BuildError(f"compiling {source} failed:\n{completed.stderr}")

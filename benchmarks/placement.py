@@ -54,11 +54,15 @@ class Placement:
         usable = os.sched_getaffinity(0)
         use_taskset = shutil.which("taskset") is not None
         if server_cpu == loadgen_cpu:
-            return cls(None, None, nofile, use_taskset), "server and load generator CPUs are the same: not pinning"
+            return cls(
+                None, None, nofile, use_taskset
+            ), "server and load generator CPUs are the same: not pinning"
         missing = {server_cpu, loadgen_cpu} - usable
         if missing:
-            warning = (f"CPU(s) {sorted(missing)} not usable (allowed: {sorted(usable)}): "
-                       "not pinning; figures will be noisier")
+            warning = (
+                f"CPU(s) {sorted(missing)} not usable (allowed: {sorted(usable)}): "
+                "not pinning; figures will be noisier"
+            )
             return cls(None, None, nofile, use_taskset), warning
         return cls(server_cpu, loadgen_cpu, nofile, use_taskset), None
 

@@ -28,7 +28,9 @@ def format_duration(seconds: float) -> str:
 class Progress:
     """Tracks the current step of a run and shows it."""
 
-    def __init__(self, total_steps: int, stream: TextIO = sys.stderr, interactive: bool | None = None) -> None:
+    def __init__(
+        self, total_steps: int, stream: TextIO = sys.stderr, interactive: bool | None = None
+    ) -> None:
         self.total_steps = total_steps
         self.stream = stream
         self.interactive = stream.isatty() if interactive is None else interactive
@@ -97,8 +99,10 @@ class Progress:
 
     def _status(self) -> str:
         now = time.monotonic()
-        return (f"[{self._step}/{self.total_steps} {format_duration(now - self.started)}] "
-                f"{self._label} ({format_duration(now - self._step_started)})")
+        return (
+            f"[{self._step}/{self.total_steps} {format_duration(now - self.started)}] "
+            f"{self._label} ({format_duration(now - self._step_started)})"
+        )
 
     def _redraw(self) -> None:
         width = shutil.get_terminal_size((100, 20)).columns - 1
@@ -113,6 +117,10 @@ class Progress:
     def __enter__(self) -> Progress:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 traceback: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
         self.close()

@@ -15,7 +15,19 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-TSV_COLUMNS = ["label", "run", "case", "value", "unit", "p50_us", "p99_us", "lg_cpu", "srv_cpu", "errors", "extra"]
+TSV_COLUMNS = [
+    "label",
+    "run",
+    "case",
+    "value",
+    "unit",
+    "p50_us",
+    "p99_us",
+    "lg_cpu",
+    "srv_cpu",
+    "errors",
+    "extra",
+]
 
 
 @dataclass
@@ -56,6 +68,8 @@ class CaseSummary:
     lg_cpu: float | None
     srv_cpu: float | None
     errors: int
+    #: the load generator's highest CPU in any round (a median can hide one saturated round)
+    lg_cpu_max: float | None = None
     ratio_to_reference: float | None = None
     failures: list[str] = field(default_factory=list)
 
@@ -80,12 +94,23 @@ def summarize(measurements: Sequence[Measurement], reference: str) -> list[CaseS
         values = [m.value for m in good if m.value is not None]
         median = _median(values)
         spread = (max(values) - min(values)) / median if values and median else None
-        summaries.append(CaseSummary(
-            server=server, case=case, unit=runs[0].unit, rounds=len(good), median=median, spread=spread,
-            p50_us=_median(m.p50_us for m in good), p99_us=_median(m.p99_us for m in good),
-            lg_cpu=_median(m.lg_cpu for m in good), srv_cpu=_median(m.srv_cpu for m in good),
-            errors=sum(m.errors for m in runs),
-            failures=[f"round {m.round}: {m.failure}" for m in runs if m.failure]))
+        summaries.append(
+            CaseSummary(
+                server=server,
+                case=case,
+                unit=runs[0].unit,
+                rounds=len(good),
+                median=median,
+                spread=spread,
+                p50_us=_median(m.p50_us for m in good),
+                p99_us=_median(m.p99_us for m in good),
+                lg_cpu=_median(m.lg_cpu for m in good),
+                srv_cpu=_median(m.srv_cpu for m in good),
+                errors=sum(m.errors for m in runs),
+                lg_cpu_max=max((m.lg_cpu for m in good if m.lg_cpu is not None), default=None),
+                failures=[f"round {m.round}: {m.failure}" for m in runs if m.failure],
+            )
+        )
     reference_medians = {s.case: s.median for s in summaries if s.server == reference}
     for summary in summaries:
         base = reference_medians.get(summary.case)
@@ -94,8 +119,13 @@ def summarize(measurements: Sequence[Measurement], reference: str) -> list[CaseS
     return summaries
 
 
-def write_json(path: Path, meta: dict[str, Any], measurements: Sequence[Measurement],
-               summaries: Sequence[CaseSummary], unavailable: dict[str, str]) -> None:
+def write_json(
+    path: Path,
+    meta: dict[str, Any],
+    measurements: Sequence[Measurement],
+    summaries: Sequence[CaseSummary],
+    unavailable: dict[str, str],
+) -> None:
     """Everything about the run in one JSON document."""
     document = {
         "meta": meta,
@@ -119,5 +149,18 @@ def write_tsv(path: Path, measurements: Sequence[Measurement]) -> None:
             extra = " ".join(f"{k}={v}" for k, v in m.detail.items())
             if m.failure:
                 extra = (extra + " failure=" + m.failure.replace("\t", " ").replace("\n", " ")).strip()
-            writer.writerow([m.server, m.round, m.case, _cell(m.value, 2), m.unit, _cell(m.p50_us),
-                             _cell(m.p99_us), _cell(m.lg_cpu, 0), _cell(m.srv_cpu, 0), m.errors, extra])
+            writer.writerow(
+                [
+                    m.server,
+                    m.round,
+                    m.case,
+                    _cell(m.value, 2),
+                    m.unit,
+                    _cell(m.p50_us),
+                    _cell(m.p99_us),
+                    _cell(m.lg_cpu, 0),
+                    _cell(m.srv_cpu, 0),
+                    m.errors,
+                    extra,
+                ]
+            )

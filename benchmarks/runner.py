@@ -63,7 +63,9 @@ def describe_measurement(m: Measurement) -> str:
     head = f"  round {m.round} {m.server:<15} {m.case:<9}"
     if m.value is None:
         return f"{head} FAILED: {(m.failure or '').splitlines()[0] if m.failure else ''}"
-    parts = [f"{m.value:>12,.2f} {m.unit}" if m.unit in ("MB/s", "KiB/conn") else f"{m.value:>12,.0f} {m.unit}"]
+    parts = [
+        f"{m.value:>12,.2f} {m.unit}" if m.unit in ("MB/s", "KiB/conn") else f"{m.value:>12,.0f} {m.unit}"
+    ]
     if m.p50_us is not None:
         parts.append(f"p50 {m.p50_us:,.0f}us p99 {m.p99_us or 0:,.0f}us")
     if m.srv_cpu is not None or m.lg_cpu is not None:
@@ -78,8 +80,15 @@ def describe_measurement(m: Measurement) -> str:
 class BenchmarkRunner:
     """Runs a RunPlan and collects Measurements."""
 
-    def __init__(self, plan: RunPlan, loadgen: Loadgen, placement: Placement, repo_root: Path,
-                 log_dir: Path, env: Mapping[str, str]) -> None:
+    def __init__(
+        self,
+        plan: RunPlan,
+        loadgen: Loadgen,
+        placement: Placement,
+        repo_root: Path,
+        log_dir: Path,
+        env: Mapping[str, str],
+    ) -> None:
         self.plan = plan
         self.loadgen = loadgen
         self.placement = placement
@@ -93,29 +102,42 @@ class BenchmarkRunner:
         try:
             for round_number in range(1, self.plan.rounds + 1):
                 for spec in self.plan.servers:
-                    outcome.measurements += self._run_server_round(spec, round_number, progress)
+                    self._run_server_round(spec, round_number, progress, outcome.measurements)
         except KeyboardInterrupt:
             outcome.interrupted = True
             progress.note("interrupted: reporting what was measured so far")
         return outcome
 
-    def _run_server_round(self, spec: ServerSpec, round_number: int, progress: Progress) -> list[Measurement]:
+    def _run_server_round(
+        self, spec: ServerSpec, round_number: int, progress: Progress, measurements: list[Measurement]
+    ) -> None:
+        """Start ``spec`` fresh, run every case on it, append to ``measurements`` as they finish."""
         where = f"round {round_number}/{self.plan.rounds} {spec.name}"
         progress.step(f"{where}: starting")
         port = pick_free_port()
-        server = ServerProcess(spec.name, spec.command(port), port,
-                               self.log_dir / f"{spec.name}-round{round_number}.log",
-                               self.placement, self.repo_root, self.env)
-        measurements: list[Measurement] = []
+        server = ServerProcess(
+            spec.name,
+            spec.command(port),
+            port,
+            self.log_dir / f"{spec.name}-round{round_number}.log",
+            self.placement,
+            self.repo_root,
+            self.env,
+        )
         with server:
             try:
                 server.start()
-                self.loadgen.run(port, "pingpong", 1, 64, self.plan.server_warmup, 0.0, server_pid=server.pid)
+                self.loadgen.run(
+                    port, "pingpong", 1, 64, self.plan.server_warmup, 0.0, server_pid=server.pid
+                )
             except (ServerStartError, LoadgenError) as exc:
                 progress.note(f"  round {round_number} {spec.name}: could not start/warm up: {exc}")
                 progress.skip(len(self.plan.cases) - 1)
-                return [Measurement(spec.name, round_number, case.name, case.unit, failure=f"start: {exc}")
-                        for case in self.plan.cases]
+                measurements += [
+                    Measurement(spec.name, round_number, case.name, case.unit, failure=f"start: {exc}")
+                    for case in self.plan.cases
+                ]
+                return
             for index, case in enumerate(self.plan.cases):
                 if index:
                     progress.step(f"{where} {case.name}")
@@ -126,8 +148,14 @@ class BenchmarkRunner:
                 progress.note(describe_measurement(measurement))
                 if not server.is_running():
                     progress.skip(len(self.plan.cases) - index - 1)
-                    for rest in self.plan.cases[index + 1:]:
-                        measurements.append(Measurement(spec.name, round_number, rest.name, rest.unit,
-                                                        failure="server died in an earlier case"))
+                    for rest in self.plan.cases[index + 1 :]:
+                        measurements.append(
+                            Measurement(
+                                spec.name,
+                                round_number,
+                                rest.name,
+                                rest.unit,
+                                failure="server died in an earlier case",
+                            )
+                        )
                     break
-        return measurements

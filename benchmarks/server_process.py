@@ -58,9 +58,17 @@ def read_rss_kib(pid: int) -> int:
 class ServerProcess:
     """A running echo server; use as a context manager so it is always stopped."""
 
-    def __init__(self, name: str, argv: Sequence[str], port: int, log_path: Path,
-                 placement: Placement, cwd: Path, env: Mapping[str, str],
-                 host: str = "127.0.0.1") -> None:
+    def __init__(
+        self,
+        name: str,
+        argv: Sequence[str],
+        port: int,
+        log_path: Path,
+        placement: Placement,
+        cwd: Path,
+        env: Mapping[str, str],
+        host: str = "127.0.0.1",
+    ) -> None:
         self.name = name
         self.argv = list(argv)
         self.port = port
@@ -86,23 +94,38 @@ class ServerProcess:
             log.write(("$ " + " ".join(command) + "\n").encode())
             log.flush()
             self._process = subprocess.Popen(
-                command, cwd=self.cwd, env=self.env, stdin=subprocess.DEVNULL, stdout=log,
-                stderr=subprocess.STDOUT, start_new_session=True,
-                preexec_fn=self.placement.preexec(self.placement.server_cpu))
+                command,
+                cwd=self.cwd,
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=self.placement.preexec(self.placement.server_cpu),
+            )
         deadline = started + timeout
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
-                raise ServerStartError(f"{self.name} exited with code {self._process.returncode} "
-                                       f"before listening:\n{self.log_tail()}")
+                raise ServerStartError(
+                    f"{self.name} exited with code {self._process.returncode} "
+                    f"before listening:\n{self.log_tail()}"
+                )
             if accepts_connections(self.host, self.port):
                 return time.monotonic() - started
             time.sleep(PROBE_INTERVAL_S)
-        raise ServerStartError(f"{self.name} did not accept on port {self.port} within {timeout:g}s:\n"
-                               f"{self.log_tail()}")
+        raise ServerStartError(
+            f"{self.name} did not accept on port {self.port} within {timeout:g}s:\n{self.log_tail()}"
+        )
 
     def is_running(self) -> bool:
         """True while the server process is alive."""
         return self._process is not None and self._process.poll() is None
+
+    def death_notice(self) -> str:
+        """Why the server is gone: exit code (or signal) and where its log is."""
+        code = None if self._process is None else self._process.poll()
+        how = f"killed by signal {-code}" if code is not None and code < 0 else f"exit code {code}"
+        return f"server died ({how}); log {self.log_path}"
 
     def rss_kib(self) -> int:
         """The server's current resident set size in KiB."""
@@ -137,6 +160,10 @@ class ServerProcess:
     def __enter__(self) -> ServerProcess:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 traceback: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
         self.stop()

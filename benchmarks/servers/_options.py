@@ -6,8 +6,9 @@ import argparse
 from collections.abc import Sequence
 
 
-def parse_server_options(description: str, argv: Sequence[str] | None = None,
-                         with_uvloop: bool = False) -> argparse.Namespace:
+def parse_server_options(
+    description: str, argv: Sequence[str] | None = None, with_uvloop: bool = False
+) -> argparse.Namespace:
     """Parse ``--host``, ``--port``, ``--backlog`` (and ``--uvloop`` if asked)."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--host", default="127.0.0.1")
