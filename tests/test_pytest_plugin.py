@@ -23,6 +23,7 @@ import gevent
 import gevent.socket
 import pytest
 
+from gsocket import _leak_check, _tcp_peer
 from gsocket import pytest_plugin as plugin
 
 pytest_plugins = ["pytester"]
@@ -421,7 +422,7 @@ def test_free_tcp_port_is_free_and_not_repeated(free_tcp_port: int) -> None:
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", free_tcp_port))
-    more = {plugin._free_tcp_port() for _ in range(5)}
+    more = {plugin.free_tcp_port_number() for _ in range(5)}
     assert len(more) == 5 and free_tcp_port not in more
 
 
@@ -482,12 +483,12 @@ def test_tcp_peer_address_forms_and_refusal(tcp_peer: plugin.TcpPeerFactory,
     (("example.org", 84), ("example.org", 84)),
 ])
 def test_peer_address_forms(args: Tuple[object, object], expected: Tuple[str, int]) -> None:
-    assert plugin._split_address(*args) == expected  # type: ignore[arg-type]
+    assert _tcp_peer._split_address(*args) == expected  # type: ignore[arg-type]
 
 
 def test_proc_net_tcp_addresses() -> None:
-    assert plugin._proc_address("0100007F:1F90") == "127.0.0.1:8080"
-    assert plugin._proc_address("00000000000000000000000001000000:0050") == "[::1]:80"
+    assert _leak_check._proc_address("0100007F:1F90") == "127.0.0.1:8080"
+    assert _leak_check._proc_address("00000000000000000000000001000000:0050") == "[::1]:80"
 
 
 @pytest.mark.parametrize("value", ["soon", "-1", "nan"])
