@@ -78,3 +78,10 @@ class EventChannel:
     def clear(self) -> None:
         """Drop every queued event."""
         self._events.clear()
+
+    def close(self, exit_message: SocketMessage) -> None:
+        """Drop every queued event; a greenlet blocked in pop() gets
+        ``exit_message`` so that it does not outlive the server."""
+        self._events.clear()
+        if self._poller is not None:
+            self._push(exit_message)

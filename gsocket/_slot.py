@@ -101,6 +101,7 @@ class Slot:
         "bytes_read", "bytes_written", "rtime", "wtime",
         "closing", "close_reported", "peer_closed", "name",
         "udp_default", "connect_addresses", "accept_pause_timer", "bind_was_blocking",
+        "connect_paused",
     )
 
     def __init__(self, server: "SocketServer", socket_id: int, opaque: int, state: int,
@@ -144,6 +145,7 @@ class Slot:
         self.connect_addresses: List[Any] = []
         self.accept_pause_timer: Any = None
         self.bind_was_blocking: Optional[bool] = None
+        self.connect_paused = False   # pause() before the connect finished
 
     # ------------------------------------------------------------------ events
 
@@ -290,7 +292,9 @@ class Slot:
         # Direct write: nothing queued, so nothing can be overtaken.
         try:
             if isinstance(data, list):
-                written = self.write_many(data)
+                # at most MAX_IOV buffers per sendmsg (IOV_MAX is 1024);
+                # the rest is queued as leftover below
+                written = self.write_many(data if len(data) <= MAX_IOV else data[:MAX_IOV])
             else:
                 written = self.write_one(data)
         except _WOULD_BLOCK:
@@ -356,11 +360,14 @@ class Slot:
         if self.state == CLOSED or self.high or self.low:
             return
         self.stop_writing()
+        if self.closing:
+            # CLOSE was reported already: close silently, no "drained"
+            # WARNING after it (skynet send_buffer checks closing first).
+            self.force_close(report=False)
+            return
         if self.warn_size:
             self.warn_size = 0
             self.message(SOCKET_WARNING, 0)
-        if self.closing:
-            self.force_close(report=False)
 
     def flush_queue(self, queue: Deque[Any], is_low: bool) -> bool:
         """Write ``queue`` while the kernel takes it; True when it emptied."""

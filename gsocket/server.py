@@ -81,6 +81,16 @@ def _check_opaque(opaque: Any) -> int:
     return opaque
 
 
+def _flat(view: memoryview) -> Any:
+    """A memoryview as flat bytes: len() must count bytes (not items) and
+    the writer needs a C-contiguous buffer."""
+    if view.ndim == 1 and view.itemsize == 1 and view.c_contiguous:
+        return view
+    if view.c_contiguous:
+        return view.cast("B")
+    return view.tobytes()
+
+
 def _normalize(data: Any) -> Any:
     """bytes-like, or a list of bytes-like; str becomes UTF-8."""
     kind = type(data)
@@ -88,20 +98,32 @@ def _normalize(data: Any) -> Any:
         return data
     if kind is str:
         return data.encode()
-    if isinstance(data, (bytearray, memoryview)):
+    if isinstance(data, memoryview):
+        return _flat(data)
+    if isinstance(data, bytearray):
         return data
     if isinstance(data, (list, tuple)):
         parts = []
         for part in data:
             if type(part) is str:
                 part = part.encode()
-            elif not isinstance(part, (bytes, bytearray, memoryview)):
+            elif isinstance(part, memoryview):
+                part = _flat(part)
+            elif not isinstance(part, (bytes, bytearray)):
                 raise TypeError("send data list items must be bytes, bytearray, memoryview "
                                 f"or str, not {type(part).__name__}")
             parts.append(part)
         return parts
     raise TypeError("send data must be bytes, bytearray, memoryview, str or a list of them, "
                     f"not {kind.__name__}")
+
+
+def _frozen(data: Any) -> Any:
+    """A copy of normalized send data that the caller can no longer change:
+    a send from another thread runs later, on the hub's loop."""
+    if isinstance(data, list):
+        return [part if type(part) is bytes else bytes(part) for part in data]
+    return data if type(data) is bytes else bytes(data)
 
 
 class SocketServer:
@@ -138,7 +160,7 @@ class SocketServer:
         for slot in list(self._slots.values()):
             slot.force_close(report=False)
         self._slots.clear()
-        self._channel.clear()
+        self._channel.close(SocketMessage(SOCKET_EXIT, 0, 0, 0, None))
         if self._reserve_fd is not None:
             os.close(self._reserve_fd)
             self._reserve_fd = None
@@ -351,7 +373,8 @@ class SocketServer:
                 slot.start_reading()
             if opaque is not None:
                 slot.message(SOCKET_OPEN, 0, "transfer")
-        # CONNECTING: reading starts when the connection is up.
+        elif state == CONNECTING:   # reading starts when the connection is up
+            slot.connect_paused = False
 
     def resume(self, socket_id: int) -> None:
         """Read again after pause(), without an event (start() emits OPEN
@@ -360,12 +383,16 @@ class SocketServer:
         if slot is not None and slot.state in (CONNECTED, BIND) and not slot.closing \
                 and not slot.peer_closed:
             slot.start_reading()
+        elif slot is not None and slot.state == CONNECTING:
+            slot.connect_paused = False
 
     def pause(self, socket_id: int) -> None:
         """Stop reading (or accepting) until start(id). Never blocks."""
         slot = self._live(socket_id)
         if slot is not None:
             slot.stop_reading()
+            if slot.state == CONNECTING:
+                slot.connect_paused = True   # keep it paused once connected
 
     # ------------------------------------------------------------------ TCP: connect
 
@@ -461,11 +488,12 @@ class SocketServer:
         except OSError:
             slot.name = ""
         slot.state = CONNECTED
-        slot.message(SOCKET_OPEN, 0, slot.name)
+        if not slot.closing:   # close() before the connect finished said CLOSE already
+            slot.message(SOCKET_OPEN, 0, slot.name)
         if slot.closing and not slot.pending_bytes:
             slot.force_close(report=False)
             return
-        if not slot.closing:
+        if not slot.closing and not slot.connect_paused:
             slot.start_reading()
         if slot.pending_bytes:
             slot.start_writing()
@@ -533,7 +561,7 @@ class SocketServer:
         live socket (or was closed). Bytes go out in call order."""
         data = _normalize(data)
         if self._other_thread():
-            return self._from_other_thread(self.send, socket_id, data)
+            return self._from_other_thread(self.send, socket_id, _frozen(data))
         slot = self._live(socket_id)
         if slot is None:
             return False
@@ -544,7 +572,7 @@ class SocketServer:
         data is pending. Never blocks; False if the id is not live."""
         data = _normalize(data)
         if self._other_thread():
-            return self._from_other_thread(self.send_lowpriority, socket_id, data)
+            return self._from_other_thread(self.send_lowpriority, socket_id, _frozen(data))
         slot = self._live(socket_id)
         if slot is None:
             return False
