@@ -271,8 +271,13 @@ def _pool() -> SocketPool:
 def _stream(socket_id: int) -> Tuple[SocketPool, Optional[_Entry]]:
     pool = _pool()
     entry = pool.entry(socket_id)
-    if entry is not None and entry.is_listener:
-        raise ValueError(f"socket {socket_id} is a listening socket")
+    if entry is not None:
+        if entry.is_listener:
+            raise ValueError(f"socket {socket_id} is a listening socket")
+        if entry.reader is not None:
+            # Even when the bytes are buffered: taking them would starve the
+            # waiting reader (it could wake to find them gone).
+            raise RuntimeError(f"socket {socket_id} is already being read by another greenlet")
     return pool, entry
 
 
@@ -395,6 +400,8 @@ def read(socket_id: int, n: Optional[int] = None, *, timeout: Optional[float] = 
         if timeout is not None:
             _check_timeout(timeout)
         pool.suspend(entry, _WANT_ANY, timeout)
+        # entry.buffer, not ``buffer``: abandon() hands the old buffer over.
+        buffer = entry.buffer
         return buffer.readall() if buffer else None
     if isinstance(n, bool) or not isinstance(n, int) or n < 0:
         raise ValueError(f"read size must be an int >= 0, got {n!r}")
@@ -405,7 +412,7 @@ def read(socket_id: int, n: Optional[int] = None, *, timeout: Optional[float] = 
         return None
     _check_timeout(timeout)
     pool.suspend(entry, n, timeout)
-    return buffer.pop(n)
+    return entry.buffer.pop(n)
 
 
 def readline(socket_id: int, sep: Union[bytes, str] = b"\n", *,
@@ -482,7 +489,7 @@ def close(socket_id: int) -> None:
     entry.paused = False
     entry.connected = False
     pool.server.close(socket_id)
-    if entry.reader is not None:
+    if entry.reader is not None and entry.closing is None:   # a second closer need not wait
         pool.driver.before_block()
         waiter = Waiter(pool.hub)
         entry.closing = waiter
