@@ -23,12 +23,11 @@ import logging
 import os
 from collections import deque
 from itertools import islice
-from typing import TYPE_CHECKING, Any, Callable, Deque, List, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, Deque, List, Optional, Tuple, Union
 
-import _socket
 
 from .events import (
-    SOCKET_ACCEPT, SOCKET_CLOSE, SOCKET_DATA, SOCKET_ERROR, SOCKET_OPEN, SOCKET_UDP,
+    SOCKET_CLOSE, SOCKET_DATA, SOCKET_ERROR, SOCKET_UDP,
     SOCKET_WARNING, SocketMessage,
 )
 

@@ -146,7 +146,7 @@ class Driver:
         me = getcurrent()
         while self._dispatcher is me:
             message = pop()
-            if message.type == SOCKET_EXIT:
+            if message is None or message.type == SOCKET_EXIT:
                 if self._dispatcher is me:
                     self._dispatcher = None
                 return

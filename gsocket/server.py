@@ -19,7 +19,6 @@ at 2**31, so a stale id never reaches a newer socket (skynet's 16-bit tag).
 from __future__ import annotations
 
 import errno
-import logging
 import os
 from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple, Union
 
@@ -73,6 +72,13 @@ def _check_host(host: Any) -> Optional[str]:
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
     return host
+
+
+def _required_host(host: Any, operation: str) -> str:
+    checked = _check_host(host)
+    if checked is None:
+        raise ValueError(f"{operation} needs a host")
+    return checked
 
 
 def _check_opaque(opaque: Any) -> int:
@@ -347,6 +353,9 @@ class SocketServer:
         that owner. Never blocks."""
         if opaque is not None:
             opaque = _check_opaque(opaque)
+        if self._other_thread():
+            self._from_other_thread(self.start, socket_id, opaque)
+            return
         slot = self._live(socket_id)
         if slot is None:
             self._channel.push(SocketMessage(SOCKET_ERROR, socket_id,
@@ -379,6 +388,9 @@ class SocketServer:
     def resume(self, socket_id: int) -> None:
         """Read again after pause(), without an event (start() emits OPEN
         "transfer"). Ignored for ids that are gone or not started."""
+        if self._other_thread():
+            self._from_other_thread(self.resume, socket_id)
+            return
         slot = self._live(socket_id)
         if slot is not None and slot.state in (CONNECTED, BIND) and not slot.closing \
                 and not slot.peer_closed:
@@ -388,9 +400,17 @@ class SocketServer:
 
     def pause(self, socket_id: int) -> None:
         """Stop reading (or accepting) until start(id). Never blocks."""
+        if self._other_thread():
+            self._from_other_thread(self.pause, socket_id)
+            return
         slot = self._live(socket_id)
         if slot is not None:
             slot.stop_reading()
+            timer = slot.accept_pause_timer
+            if timer is not None:   # out-of-fds back-off: the user's pause wins
+                timer.stop()
+                timer.close()
+                slot.accept_pause_timer = None
             if slot.state == CONNECTING:
                 slot.connect_paused = True   # keep it paused once connected
 
@@ -407,9 +427,7 @@ class SocketServer:
         """Start a non-blocking connect; return the id at once. OPEN (data =
         peer "host:port") or ERROR follows. Data sent meanwhile is queued.
         Reading starts by itself once connected."""
-        host = _check_host(host)
-        if host is None:
-            raise ValueError("connect needs a host")
+        host = _required_host(host, "connect")
         port = _check_port(port)
         opaque = _check_opaque(opaque)
         try:
@@ -457,7 +475,8 @@ class SocketServer:
                 return
             sock.close()
             last_error = OSError(code, os.strerror(code))
-        slot.message(SOCKET_ERROR, 0, error_text(last_error) if last_error else "connect failed")
+        if not slot.close_reported:   # closed meanwhile: the owner heard CLOSE already
+            slot.message(SOCKET_ERROR, 0, error_text(last_error) if last_error else "connect failed")
         slot.force_close(report=False)
 
     @staticmethod
@@ -503,9 +522,7 @@ class SocketServer:
     def block_connect(self, host: str, port: int, opaque: int = 0) -> int:
         """Connect, blocking only the calling greenlet; return the id of a
         connected, reading socket (OPEN follows), or raise OSError."""
-        host = _check_host(host)
-        if host is None:
-            raise ValueError("block_connect needs a host")
+        host = _required_host(host, "block_connect")
         port = _check_port(port)
         opaque = _check_opaque(opaque)
         last_error: Optional[OSError] = None
@@ -605,6 +622,9 @@ class SocketServer:
 
     def nodelay(self, socket_id: int) -> None:
         """Set TCP_NODELAY on a TCP socket; ignored for other ids."""
+        if self._other_thread():
+            self._from_other_thread(self.nodelay, socket_id)
+            return
         slot = self._live(socket_id)
         if slot is not None and slot.sock is not None and slot.protocol == PROTOCOL_TCP:
             try:
@@ -639,7 +659,7 @@ class SocketServer:
         family, _, _, _, sockaddr = self._resolve(host, port, _socket.SOCK_DGRAM, True)[0]
         return self._udp_socket(family, sockaddr, opaque)
 
-    def udp_listen(self, host: str, port: int, opaque: int = 0) -> int:
+    def udp_listen(self, host: Optional[str], port: int, opaque: int = 0) -> int:
         """A UDP socket bound to (host, port), family taken from the host."""
         host = _check_host(host)
         port = _check_port(port)
@@ -649,9 +669,7 @@ class SocketServer:
 
     def udp_dial(self, host: str, port: int, opaque: int = 0) -> int:
         """An unbound UDP socket whose default destination is (host, port)."""
-        host = _check_host(host)
-        if host is None:
-            raise ValueError("udp_dial needs a host")
+        host = _required_host(host, "udp_dial")
         port = _check_port(port)
         opaque = _check_opaque(opaque)
         family, _, _, _, sockaddr = self._resolve(host, port, _socket.SOCK_DGRAM)[0]
@@ -662,10 +680,11 @@ class SocketServer:
     def udp_connect(self, socket_id: int, host: str, port: int) -> None:
         """Set the default destination of a UDP socket. A family mismatch
         emits ERROR "protocol mismatch"."""
-        host = _check_host(host)
-        if host is None:
-            raise ValueError("udp_connect needs a host")
+        host = _required_host(host, "udp_connect")
         port = _check_port(port)
+        if self._other_thread():
+            self._from_other_thread(self.udp_connect, socket_id, host, port)
+            return
         slot = self._live(socket_id)
         if slot is None:
             return
@@ -684,6 +703,8 @@ class SocketServer:
         destination when None. False when the id is gone, no destination is
         known, or the address family does not match the socket."""
         data = _normalize(data)
+        if self._other_thread():
+            return self._from_other_thread(self.udp_send, socket_id, address, _frozen(data))
         slot = self._live(socket_id)
         if slot is None or slot.state == CLOSED or slot.closing:
             return False
@@ -772,7 +793,8 @@ class SocketServer:
                 kind = "TCP"
             rows.append(SocketInfo(socket_id, kind, slot.opaque, slot.bytes_read,
                                    slot.bytes_written, slot.rtime, slot.wtime,
-                                   slot.pending_bytes, slot.reading, slot.writing, slot.name))
+                                   slot.pending_bytes, slot.reading and not slot.closing,
+                                   slot.writing, slot.name))
         return rows
 
     def __repr__(self) -> str:

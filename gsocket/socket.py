@@ -24,7 +24,7 @@ import logging
 from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import _socket
-from gevent import Timeout, get_hub
+from gevent import Timeout
 from gevent.hub import Waiter
 
 from . import driver as _driver
@@ -128,16 +128,17 @@ class SocketPool:
             self.server.pause(entry.id)
 
     def on_data(self, message: SocketMessage) -> None:
+        data: bytes = message.data  # type: ignore[assignment]  # DATA carries bytes
         entry = self.entries.get(message.id)
         if entry is None:
             buffer = self.abandoned.get(message.id)
             if buffer is not None:   # between abandon() and start(): keep it
-                buffer.push(message.data)
+                buffer.push(data)
                 return
             # Usually data that was in flight when we closed the id.
             logger.debug("socket: drop package from %d (%d bytes)", message.id, message.ud)
             return
-        size = entry.buffer.push(message.data)
+        size = entry.buffer.push(data)
         required = entry.read_required
         if type(required) is int:
             if size >= required:
@@ -282,7 +283,9 @@ def _stream(socket_id: int) -> Tuple[SocketPool, Optional[_Entry]]:
 
 
 def _check_timeout(timeout: Optional[float]) -> None:
-    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0):
+    if timeout is None:
+        return
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0:
         raise ValueError(f"timeout must be a number of seconds >= 0, got {timeout!r}")
 
 
