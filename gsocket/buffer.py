@@ -15,8 +15,15 @@ The buffered bytes are ``self._data[self._start:]``. ``_data`` is either
   it is (no copy). When the whole of it is asked for -- the common case of a
   small message arriving in one ``recv`` and being read in one go --
   ``pop``/``readall`` hand back that very object; or
-* a ``bytearray``, once a second chunk arrives while the first is still
-  (partly) unread. Later chunks are appended to it.
+* a ``bytearray``, once a read needs more than the first chunk while a
+  second one has arrived. Later chunks are appended to it then.
+
+Chunks pushed behind a non-empty buffer first wait, uncopied, in
+``_chunks`` (their total in ``_chunks_size``). ``readall`` joins everything
+with one copy, which is what a bulk stream read with ``read(id)`` needs;
+``pop`` beyond ``_data``, ``readline`` and ``has_line`` first move the
+waiting chunks into the bytearray (``_flatten``), so every byte is still
+copied into the array at most once.
 
 Consuming bytes never copies what remains: it only advances ``_start``.
 The consumed prefix of a ``bytearray`` is deleted ("compacted") only when it
@@ -69,7 +76,7 @@ class ReadBuffer:
     consumes nothing, so it can be repeated after the next ``push``.
     """
 
-    __slots__ = ("_data", "_start", "_scan", "_scan_sep")
+    __slots__ = ("_data", "_start", "_scan", "_scan_sep", "_chunks", "_chunks_size")
 
     #: The consumed prefix of the internal bytearray is dropped only once it
     #: is larger than this (and more than half the array). Picked by hand:
@@ -82,19 +89,21 @@ class ReadBuffer:
         self._start = 0
         self._scan = 0
         self._scan_sep = b""
+        self._chunks: list[bytes] = []
+        self._chunks_size = 0
 
     # -- size -------------------------------------------------------------
 
     @property
     def size(self) -> int:
         """Number of bytes buffered and not yet consumed."""
-        return len(self._data) - self._start
+        return len(self._data) - self._start + self._chunks_size
 
     def __len__(self) -> int:
-        return len(self._data) - self._start
+        return len(self._data) - self._start + self._chunks_size
 
     def __bool__(self) -> bool:
-        return len(self._data) > self._start
+        return len(self._data) > self._start or self._chunks_size > 0
 
     def __repr__(self) -> str:
         return f"<ReadBuffer size={self.size}>"
@@ -120,24 +129,39 @@ class ReadBuffer:
                     f"not {type(data).__name__}"
                 )
         if not data:
-            return len(self._data) - self._start
+            return len(self._data) - self._start + self._chunks_size
         old = self._data
         start = self._start
-        if start == len(old):
+        if start == len(old) and not self._chunks_size:
             # Empty: keep a bytes chunk as it is (copy anything mutable).
             self._data = data if type(data) is bytes else bytes(data)
             self._start = 0
             self._scan = 0
-        elif type(old) is bytes:
-            # Second chunk: move the unread part of the first into an array.
-            arr = bytearray(memoryview(old)[start:]) if start else bytearray(old)
-            arr += data
-            self._data = arr
+            return len(self._data)
+        # Behind unread bytes: wait uncopied until a read needs it.
+        chunk = data if type(data) is bytes else bytes(data)
+        self._chunks.append(chunk)
+        self._chunks_size += len(chunk)
+        return len(old) - start + self._chunks_size
+
+    def _flatten(self) -> None:
+        """Move the waiting chunks into the bytearray ``_data``."""
+        chunks = self._chunks
+        if not chunks:
+            return
+        data = self._data
+        start = self._start
+        if type(data) is bytes:
+            arr = bytearray(memoryview(data)[start:]) if start else bytearray(data)
             self._start = 0
             self._scan = max(self._scan - start, 0)
         else:
-            old += data  # bytearray: in place
-        return len(self._data) - self._start
+            arr = data  # type: ignore[assignment]
+        for chunk in chunks:
+            arr += chunk
+        self._data = arr
+        chunks.clear()
+        self._chunks_size = 0
 
     # -- output -----------------------------------------------------------
 
@@ -169,9 +193,13 @@ class ReadBuffer:
             if nbytes == 0:
                 return b""
             raise ValueError(f"pop() size must be >= 0, not {nbytes}")
-        if end == len(data):
+        available = len(data) - start + self._chunks_size
+        if nbytes == available:
             return self.readall()
-        return None
+        if nbytes > available:
+            return None
+        self._flatten()
+        return self.pop(nbytes)
 
     def readline(self, sep: BytesLike = b"\n") -> bytes | None:
         """Consume a line and its separator; return the line without it.
@@ -207,6 +235,11 @@ class ReadBuffer:
         """
         data = self._data
         start = self._start
+        if self._chunks:
+            head = memoryview(data)[start:] if start else data
+            out = b"".join([head, *self._chunks])
+            self._reset()
+            return out
         self._reset()
         if start == 0 and type(data) is bytes:
             return data
@@ -222,6 +255,9 @@ class ReadBuffer:
         self._data = b""
         self._start = 0
         self._scan = 0
+        if self._chunks:
+            self._chunks.clear()
+            self._chunks_size = 0
 
     def _take(self, data: bytes | bytearray, start: int, end: int) -> bytes:
         """Return ``data[start:end]`` as bytes and compact if it is time.
@@ -267,6 +303,7 @@ class ReadBuffer:
             sep = bytes(sep)
         if not sep:
             raise ValueError("empty separator")
+        self._flatten()
         if sep != self._scan_sep:
             self._scan_sep = sep
             self._scan = self._start
