@@ -89,7 +89,7 @@ class ReadBuffer:
         self._start = 0
         self._scan = 0
         self._scan_sep = b""
-        self._chunks: list[bytes] = []
+        self._chunks: list[bytes] | None = None   # created on first need
         self._chunks_size = 0
 
     # -- size -------------------------------------------------------------
@@ -140,7 +140,10 @@ class ReadBuffer:
             return len(self._data)
         # Behind unread bytes: wait uncopied until a read needs it.
         chunk = data if type(data) is bytes else bytes(data)
-        self._chunks.append(chunk)
+        if self._chunks is None:
+            self._chunks = [chunk]
+        else:
+            self._chunks.append(chunk)
         self._chunks_size += len(chunk)
         return len(old) - start + self._chunks_size
 
@@ -235,9 +238,10 @@ class ReadBuffer:
         """
         data = self._data
         start = self._start
-        if self._chunks:
+        chunks = self._chunks
+        if chunks:
             head = memoryview(data)[start:] if start else data
-            out = b"".join([head, *self._chunks])
+            out = b"".join([head, *chunks])
             self._reset()
             return out
         self._reset()
