@@ -36,7 +36,7 @@ from .events import (
 from .server import SendData, SocketServer
 
 __all__ = [
-    "Driver", "default", "Owner",
+    "Driver", "default", "current", "Owner",
     "SKYNET_SOCKET_TYPE_DATA", "SKYNET_SOCKET_TYPE_CONNECT", "SKYNET_SOCKET_TYPE_CLOSE",
     "SKYNET_SOCKET_TYPE_ACCEPT", "SKYNET_SOCKET_TYPE_ERROR", "SKYNET_SOCKET_TYPE_UDP",
     "SKYNET_SOCKET_TYPE_WARNING",
@@ -112,8 +112,6 @@ class Driver:
         for dispatcher in dispatchers:
             if dispatcher is not current and not dispatcher.dead and current is not self.hub:
                 dispatcher.join(timeout=1)
-        if getattr(self.hub, "_gsocket_driver", None) is self:
-            self.hub._gsocket_driver = None
 
     @property
     def freed(self) -> bool:
@@ -284,4 +282,15 @@ def default() -> Driver:
     if driver is None or driver._freed:
         driver = Driver()
         hub._gsocket_driver = driver
+    return driver
+
+
+def current() -> Driver:
+    """The current hub's driver as it is, even if freed (then every id is
+    gone); created only when there has never been one. gsocket.socket uses
+    it for calls on existing ids, so that a handler cleaning up after
+    free() does not bring a new driver to life."""
+    driver = getattr(get_hub(), "_gsocket_driver", None)
+    if driver is None:
+        driver = default()
     return driver

@@ -90,7 +90,7 @@ def exit() -> None:  # noqa: A001 - skynet's name
     if service.exit_event is not None:
         service.exit_event.set()
     else:
-        _driver.default().free()
+        _driver.current().free()
 
 
 def fork(fn: Callable[..., Any], *args: Any) -> gevent.Greenlet:
@@ -100,7 +100,7 @@ def fork(fn: Callable[..., Any], *args: Any) -> gevent.Greenlet:
 
 def sleep(seconds: float) -> None:
     """Block the calling greenlet for ``seconds`` (0 yields)."""
-    _driver.default().before_block()
+    _driver.current().before_block()
     gevent.sleep(seconds)
 
 
@@ -120,7 +120,7 @@ def wait(token: Optional[Hashable] = None) -> Any:
     service = _service()
     if token in service.sleepers:
         raise RuntimeError(f"a greenlet is already waiting on {token!r}")
-    _driver.default().before_block()
+    _driver.current().before_block()
     waiter = Waiter()
     service.sleepers[token] = waiter
     try:

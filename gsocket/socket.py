@@ -200,7 +200,7 @@ class SocketPool:
             self.server.shutdown(message.id)
             return
         if entry.callback is not None:
-            logger.warning("socket: accept error on %d: %s", message.id, message.data)
+            logger.warning("socket: error on %s %d: %s", "listener" if entry.is_listener else "udp socket", message.id, message.data)
             return
         if entry.connected:
             logger.info("socket: error on %d: %s", message.id, message.data)
@@ -261,8 +261,11 @@ class SocketPool:
         return entry
 
 
-def _pool() -> SocketPool:
-    driver = _driver.default()
+def _pool(create: bool = False) -> SocketPool:
+    """The pool of the hub's driver. Only calls that make a new socket
+    (``create``) replace a freed driver; the others see a freed driver's
+    empty pool, where every id is gone."""
+    driver = _driver.default() if create else _driver.current()
     pool = driver.socket_pool
     if pool is None:
         pool = driver.socket_pool = SocketPool(driver)
@@ -317,7 +320,7 @@ def open(host: str, port: Optional[int] = None, *, timeout: Optional[float] = No
     TimeoutError after ``timeout`` seconds."""
     _check_timeout(timeout)
     host, port = _split_address(host, port)
-    pool = _pool()
+    pool = _pool(create=True)
     if timeout is None:
         socket_id = pool.driver.block_connect(host, port, pool.opaque)
     else:
@@ -330,7 +333,7 @@ def open(host: str, port: Optional[int] = None, *, timeout: Optional[float] = No
 def listen(host: Optional[str], port: int, backlog: int = 32) -> int:
     """Bind and listen now; return the listen id. Nothing is accepted until
     ``start(id, on_accept)``. Raises OSError if the address cannot be bound."""
-    pool = _pool()
+    pool = _pool(create=True)
     socket_id = pool.driver.listen(host, port, backlog, pool.opaque)
     entry = _Entry(socket_id)
     entry.is_listener = True
@@ -625,7 +628,7 @@ def resolve(host: str) -> List[str]:
 
 def bind(fd: int) -> int:
     """Wrap an OS fd (a pipe, stdin) as a socket id that is already reading."""
-    pool = _pool()
+    pool = _pool(create=True)
     socket_id = pool.driver.bind(fd, pool.opaque)
     pool.entries[socket_id] = _Entry(socket_id, protocol="BIND")
     return socket_id
@@ -657,21 +660,21 @@ def udp(callback: Optional[UdpCallback], host: Optional[str] = None, port: int =
     """A UDP socket (bound when host/port given); ``callback(data, (host,
     port))`` runs in the dispatcher for each datagram."""
     _check_udp_callback(callback)
-    pool = _pool()
+    pool = _pool(create=True)
     return _udp_entry(pool, pool.driver.udp(host, port, pool.opaque), callback)
 
 
 def udp_listen(host: str, port: int, callback: Optional[UdpCallback]) -> int:
     """A UDP socket bound to (host, port), IPv4 or IPv6 by the host."""
     _check_udp_callback(callback)
-    pool = _pool()
+    pool = _pool(create=True)
     return _udp_entry(pool, pool.driver.udp_listen(host, port, pool.opaque), callback)
 
 
 def udp_dial(host: str, port: int, callback: Optional[UdpCallback]) -> int:
     """A UDP socket whose default destination is (host, port)."""
     _check_udp_callback(callback)
-    pool = _pool()
+    pool = _pool(create=True)
     return _udp_entry(pool, pool.driver.udp_dial(host, port, pool.opaque), callback)
 
 

@@ -438,3 +438,28 @@ def test_free_wakes_readers_and_is_idempotent(leak_check: None) -> None:
         client.close()
     finally:
         hub._gsocket_driver = previous
+
+
+def test_cleanup_after_free_does_not_bring_a_driver_back(leak_check):
+    # Handlers woken by free() typically call close()/read() on their ids:
+    # that must not start a new driver (whose dispatcher nobody would free).
+    hub = get_hub()
+    previous = getattr(hub, "_gsocket_driver", None)
+    freed = Driver()
+    hub._gsocket_driver = freed
+    try:
+        listen_id = gs.listen("127.0.0.1", 0)
+        freed.free()
+        assert gs.read(listen_id + 1) is None
+        assert gs.write(listen_id, b"x") is False
+        gs.close(listen_id)
+        assert gs.invalid(listen_id)
+        assert gs.netstat() == []
+        assert driver_module.current() is freed
+        # A call that makes a socket starts a fresh driver.
+        gs.listen("127.0.0.1", 0)
+        fresh = driver_module.current()
+        assert fresh is not freed and not fresh.freed
+        fresh.free()
+    finally:
+        hub._gsocket_driver = previous

@@ -211,6 +211,30 @@ def test_max_sockets_limits_live_sockets(leak_check):
         srv.release()
 
 
+def test_default_table_holds_65536_live_sockets(leak_check):
+    # The fd limit here (20,000, and no right to raise it) is below the
+    # table size, so this fills the id allocator itself with fd-less slots
+    # (the state a connect has while it resolves): the default server takes
+    # MAX_SOCKET live ids, refuses the next, and after one is freed hands
+    # out a new, larger id.
+    from gsocket._slot import CONNECTING
+    from gsocket.server import MAX_SOCKET
+
+    srv = SocketServer()
+    try:
+        assert MAX_SOCKET == 65536
+        slots = [srv._new_slot(0, CONNECTING) for _ in range(MAX_SOCKET)]
+        assert len({slot.id for slot in slots}) == MAX_SOCKET
+        with pytest.raises(OSError, match="socket number limit"):
+            srv._new_slot(0, CONNECTING)
+        slots[100].force_close(report=False)
+        again = srv._new_slot(0, CONNECTING)
+        assert again.id > slots[-1].id
+        assert not srv.send(slots[100].id, b"x")     # the freed id stays gone
+    finally:
+        srv.release()
+
+
 def test_accept_beyond_max_sockets_drops_the_connection(leak_check):
     srv = SocketServer(max_sockets=2)
     clients = []

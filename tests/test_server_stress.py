@@ -39,9 +39,10 @@ def enough_fds():
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     need = 2 * CONNECTIONS + 200
     if soft < need:
-        if hard != resource.RLIM_INFINITY and hard < need:
-            pytest.skip(f"needs {need} fds, hard limit is {hard}")
-        resource.setrlimit(resource.RLIMIT_NOFILE, (need, hard))
+        # Raising the hard limit needs root (as in CI); elsewhere this fails
+        # loudly rather than skipping the test.
+        new_hard = hard if hard == resource.RLIM_INFINITY or hard >= need else need
+        resource.setrlimit(resource.RLIMIT_NOFILE, (need, new_hard))
     try:
         yield
     finally:
