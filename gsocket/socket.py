@@ -200,7 +200,8 @@ class SocketPool:
             self.server.shutdown(message.id)
             return
         if entry.callback is not None:
-            logger.warning("socket: error on %s %d: %s", "listener" if entry.is_listener else "udp socket", message.id, message.data)
+            kind = "listener" if entry.is_listener else "udp socket"
+            logger.warning("socket: error on %s %d: %s", kind, message.id, message.data)
             return
         if entry.connected:
             logger.info("socket: error on %d: %s", message.id, message.data)
