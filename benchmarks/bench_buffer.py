@@ -182,10 +182,8 @@ def main() -> None:
     for label, fn in (("readline", readline_trickle), ("baseline +=", append_only)):
         first = len(rows)
         for size in LINE_SIZES:
-            chunks = line_chunks(size)
-            t = _best(lambda: fn(chunks))
+            t = _best(lambda chunks=line_chunks(size): fn(chunks))
             rows.append((f"{label}: {size // MiB} MiB line, 1 KiB chunks", size, t))
-            del chunks
         pairs.append((first, first + 1))
 
     holder: list[ReadBuffer] = []

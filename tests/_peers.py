@@ -17,6 +17,8 @@ import gevent.socket
 import pytest
 
 from gsocket import socket as gs
+from helpers import recv_exact as recv_exactly  # noqa: F401 - re-exported for the tests
+from helpers import recv_to_eof as recv_until_eof  # noqa: F401
 
 
 class Pair(NamedTuple):
@@ -68,27 +70,6 @@ def unstarted_pair(driver: Any) -> Iterator[Pair]:
         yield p
     finally:
         p.client.close()
-
-
-def recv_exactly(sock: Any, n: int) -> bytes:
-    """Read n bytes from a (gevent or stdlib) socket; short if EOF first."""
-    parts: List[bytes] = []
-    while n:
-        chunk = sock.recv(min(n, 1 << 16))
-        if not chunk:
-            break
-        parts.append(chunk)
-        n -= len(chunk)
-    return b"".join(parts)
-
-
-def recv_until_eof(sock: Any) -> bytes:
-    parts: List[bytes] = []
-    while True:
-        chunk = sock.recv(1 << 16)
-        if not chunk:
-            return b"".join(parts)
-        parts.append(chunk)
 
 
 class GeventListener:

@@ -1,8 +1,9 @@
-"""Command-line options shared by the reference echo servers."""
+"""Command-line options and the echo loop shared by the reference echo servers."""
 
 from __future__ import annotations
 
 import argparse
+import socket
 from collections.abc import Sequence
 
 
@@ -22,3 +23,24 @@ def parse_server_options(
 def announce_listening(server_kind: str, host: str, port: int) -> None:
     """Print the single 'listening' line the runner's logs show."""
     print(f"{server_kind} echo listening on {host}:{port}", flush=True)
+
+
+#: Bytes asked of each recv, as in the shared yardstick's servers.
+RECV_SIZE = 65536
+
+
+def echo_connection(conn: socket.socket, address: object = None) -> None:
+    """Echo everything received on ``conn`` (TCP_NODELAY) until the peer
+    closes it; then close it. ``address`` is StreamServer's second argument."""
+    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    recv, sendall = conn.recv, conn.sendall
+    try:
+        while True:
+            data = recv(RECV_SIZE)
+            if not data:
+                break
+            sendall(data)
+    except OSError:
+        pass
+    finally:
+        conn.close()

@@ -12,24 +12,7 @@ from collections.abc import Sequence
 import gevent
 from gevent import socket
 
-from benchmarks.servers._options import announce_listening, parse_server_options
-
-RECV_SIZE = 65536
-
-
-def echo_connection(conn: socket.socket) -> None:
-    """Echo everything received on ``conn`` until the peer closes it."""
-    recv, sendall = conn.recv, conn.sendall
-    try:
-        while True:
-            data = recv(RECV_SIZE)
-            if not data:
-                break
-            sendall(data)
-    except OSError:
-        pass
-    finally:
-        conn.close()
+from benchmarks.servers._options import announce_listening, echo_connection, parse_server_options
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -43,7 +26,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     spawn = gevent.spawn
     while True:
         conn, _ = listener.accept()
-        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         spawn(echo_connection, conn)
 
 

@@ -6,30 +6,11 @@ Run: ``python -m benchmarks.servers.gevent_stream --port 9000``
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Sequence
 
 from gevent.server import StreamServer
 
-from benchmarks.servers._options import announce_listening, parse_server_options
-
-RECV_SIZE = 65536
-
-
-def echo_connection(conn: socket.socket, address: object) -> None:
-    """Echo everything received on ``conn`` until the peer closes it."""
-    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    recv, sendall = conn.recv, conn.sendall
-    try:
-        while True:
-            data = recv(RECV_SIZE)
-            if not data:
-                break
-            sendall(data)
-    except OSError:
-        pass
-    finally:
-        conn.close()
+from benchmarks.servers._options import announce_listening, echo_connection, parse_server_options
 
 
 def main(argv: Sequence[str] | None = None) -> None:
