@@ -9,6 +9,9 @@ from typing import Iterator
 import gevent
 import pytest
 
+# Shared helper modules: rewrite their asserts too (before anything imports them).
+pytest.register_assert_rewrite("helpers", "_peers")
+
 from gsocket._leak_check import LeakCheck
 from gsocket.driver import Driver
 from gsocket.server import SocketServer

@@ -11,7 +11,6 @@ import gsocket
 from gsocket import Connection, ConnectionClosed
 from gsocket import socket as gs
 
-pytest.register_assert_rewrite("_peers")   # before the import below
 pytest_plugins = ["_peers"]                 # fixture: pair
 
 from _peers import GeventListener, Pair, recv_exactly, recv_until_eof  # noqa: E402

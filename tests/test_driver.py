@@ -29,7 +29,6 @@ from gsocket.driver import (
     SKYNET_SOCKET_TYPE_WARNING, Driver, default,
 )
 
-pytest.register_assert_rewrite("_peers")   # before the import below
 
 from _peers import GeventListener, recv_exactly, wait_for  # noqa: E402
 

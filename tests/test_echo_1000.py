@@ -13,7 +13,6 @@ import pytest
 
 from gsocket import socket as gs
 
-pytest.register_assert_rewrite("_peers")   # before the import below
 
 from _peers import recv_exactly, wait_for  # noqa: E402
 

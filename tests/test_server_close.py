@@ -15,7 +15,6 @@ from gsocket.events import (
     SOCKET_CLOSE, SOCKET_DATA, SOCKET_ERROR, SOCKET_OPEN, SOCKET_WARNING,
 )
 
-pytest.register_assert_rewrite("helpers")   # before the import below
 pytest_plugins = ["helpers"]                # fixtures: events, closer
 
 from helpers import (  # noqa: E402

@@ -17,7 +17,6 @@ from gsocket.events import (
 )
 from gsocket.server import SocketServer
 
-pytest.register_assert_rewrite("helpers")   # before the import below
 pytest_plugins = ["helpers"]                # fixtures: events, closer
 
 from helpers import (  # noqa: E402

@@ -21,7 +21,6 @@ from gsocket.events import (
     SOCKET_ACCEPT, SOCKET_CLOSE, SOCKET_DATA, SOCKET_OPEN, SOCKET_WARNING,
 )
 
-pytest.register_assert_rewrite("helpers")   # before the import below
 pytest_plugins = ["helpers"]                # fixtures: events, closer
 
 from helpers import listen_started, os_socket, pattern  # noqa: E402

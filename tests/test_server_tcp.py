@@ -17,7 +17,6 @@ from gsocket.events import (
     SOCKET_ACCEPT, SOCKET_CLOSE, SOCKET_DATA, SOCKET_ERROR, SOCKET_OPEN,
 )
 
-pytest.register_assert_rewrite("helpers")   # before the import below
 pytest_plugins = ["helpers"]                # fixtures: events, closer
 
 from helpers import (  # noqa: E402

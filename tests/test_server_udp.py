@@ -11,7 +11,6 @@ import pytest
 
 from gsocket.events import SOCKET_CLOSE, SOCKET_ERROR, SOCKET_UDP
 
-pytest.register_assert_rewrite("helpers")   # before the import below
 pytest_plugins = ["helpers"]                # fixtures: events, closer
 
 from helpers import info_row  # noqa: E402

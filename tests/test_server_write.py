@@ -13,7 +13,6 @@ import pytest
 
 from gsocket.events import SOCKET_CLOSE, SOCKET_WARNING
 
-pytest.register_assert_rewrite("helpers")   # before the import below
 pytest_plugins = ["helpers"]                # fixtures: events, closer
 
 from helpers import (  # noqa: E402

@@ -15,7 +15,6 @@ from gsocket import skynet
 from gsocket import socket as gs
 from gsocket.driver import Driver
 
-pytest.register_assert_rewrite("_peers")   # before the import below
 
 from _peers import recv_exactly  # noqa: E402
 

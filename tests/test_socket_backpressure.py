@@ -17,7 +17,6 @@ import pytest
 
 from gsocket import socket as gs
 
-pytest.register_assert_rewrite("_peers")   # before the import below
 
 from _peers import Pair, ThreadPeer, row, vm_rss, wait_for  # noqa: E402
 

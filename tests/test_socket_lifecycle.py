@@ -20,7 +20,6 @@ import pytest
 
 from gsocket import socket as gs
 
-pytest.register_assert_rewrite("_peers")   # before the import below
 pytest_plugins = ["_peers"]                 # fixtures: pair, unstarted_pair
 
 from _peers import (  # noqa: E402

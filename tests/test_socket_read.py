@@ -13,7 +13,6 @@ import pytest
 
 from gsocket import socket as gs
 
-pytest.register_assert_rewrite("_peers")   # before the import below
 pytest_plugins = ["_peers"]                 # fixture: pair
 
 from _peers import Pair, row, wait_for  # noqa: E402
