@@ -9,7 +9,6 @@ from typing import Dict, List
 
 import gevent
 import gevent.socket
-import pytest
 
 from gsocket import socket as gs
 
