@@ -1,12 +1,11 @@
-"""Shared fixtures: every test runs under a gevent Timeout, and servers are
+"""Shared fixtures: every test runs under gsocket's timeout marker, and servers are
 checked for leaks (fds, listening ports, greenlets) after release(), with
 the leak check of gsocket's own pytest plugin."""
 
 from __future__ import annotations
 
-from typing import Iterator
+from typing import List
 
-import gevent
 import pytest
 
 # Shared helper modules: rewrite their asserts too (before anything imports them).
@@ -16,19 +15,17 @@ from gsocket._leak_check import LeakCheck
 from gsocket.driver import Driver
 from gsocket.server import SocketServer
 
-#: Seconds a single test may block in gevent before it fails.
+#: Seconds a test body may run before it fails (the gsocket marker).
 TEST_TIMEOUT = 30
 
 
-@pytest.fixture(autouse=True)
-def gevent_timeout() -> Iterator[None]:
-    """Fail a test that blocks longer than TEST_TIMEOUT instead of hanging."""
-    timeout = gevent.Timeout(TEST_TIMEOUT)
-    timeout.start()
-    try:
-        yield
-    finally:
-        timeout.close()
+def pytest_collection_modifyitems(items: List[pytest.Item]) -> None:
+    """Every test body runs under the plugin's ``gsocket`` marker: in a
+    greenlet, failing after TEST_TIMEOUT seconds with the stacks of the
+    greenlets still blocked (unless the test sets its own marker)."""
+    for item in items:
+        if item.get_closest_marker("gsocket") is None:
+            item.add_marker(pytest.mark.gsocket(timeout=TEST_TIMEOUT))
 
 
 @pytest.fixture
