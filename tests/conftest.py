@@ -8,12 +8,12 @@ from typing import List
 
 import pytest
 
-# Shared helper modules: rewrite their asserts too (before anything imports them).
-pytest.register_assert_rewrite("helpers", "_peers")
-
 from gsocket._leak_check import LeakCheck
 from gsocket.driver import Driver
 from gsocket.server import SocketServer
+
+# Shared helper modules: rewrite their asserts too (before anything imports them).
+pytest.register_assert_rewrite("helpers", "_peers")
 
 #: Seconds a test body may run before it fails (the gsocket marker).
 TEST_TIMEOUT = 30
