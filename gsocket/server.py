@@ -27,6 +27,7 @@ import gevent
 from gevent import get_hub
 from gevent.monkey import get_original
 
+from ._arguments import check_host, check_opaque, check_port, frozen, normalize, required_host
 from ._event_channel import EventChannel
 from ._slot import (
     BIND, CLOSED, CONNECTED, CONNECTING, HALFCLOSE_READ, LISTEN, PACCEPT, PLISTEN,
@@ -51,85 +52,6 @@ SendData = Union[bytes, bytearray, memoryview, str, Sequence[Union[bytes, bytear
 _get_ident: Callable[[], int] = get_original("_thread", "get_ident")
 _ID_MASK = 0x7FFFFFFF
 _NUMERIC = _socket.AI_NUMERICHOST | _socket.AI_NUMERICSERV
-
-
-def _check_port(port: Any) -> int:
-    if isinstance(port, bool) or not isinstance(port, int):
-        if isinstance(port, str) and port.isdigit():
-            port = int(port)
-        else:
-            raise TypeError(f"port must be an int, not {type(port).__name__}")
-    if not 0 <= port <= 65535:
-        raise ValueError(f"port must be in 0..65535, got {port}")
-    return port
-
-
-def _check_host(host: Any) -> Optional[str]:
-    if host is None or host == "":
-        return None
-    if not isinstance(host, str):
-        raise TypeError(f"host must be a str, not {type(host).__name__}")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    return host
-
-
-def _required_host(host: Any, operation: str) -> str:
-    checked = _check_host(host)
-    if checked is None:
-        raise ValueError(f"{operation} needs a host")
-    return checked
-
-
-def _check_opaque(opaque: Any) -> int:
-    if isinstance(opaque, bool) or not isinstance(opaque, int):
-        raise TypeError(f"opaque must be an int, not {type(opaque).__name__}")
-    return opaque
-
-
-def _flat(view: memoryview) -> Any:
-    """A memoryview as flat bytes: len() must count bytes (not items) and
-    the writer needs a C-contiguous buffer."""
-    if view.ndim == 1 and view.itemsize == 1 and view.c_contiguous:
-        return view
-    if view.c_contiguous:
-        return view.cast("B")
-    return view.tobytes()
-
-
-def _normalize(data: Any) -> Any:
-    """bytes-like, or a list of bytes-like; str becomes UTF-8."""
-    kind = type(data)
-    if kind is bytes:
-        return data
-    if kind is str:
-        return data.encode()
-    if isinstance(data, memoryview):
-        return _flat(data)
-    if isinstance(data, bytearray):
-        return data
-    if isinstance(data, (list, tuple)):
-        parts = []
-        for part in data:
-            if type(part) is str:
-                part = part.encode()
-            elif isinstance(part, memoryview):
-                part = _flat(part)
-            elif not isinstance(part, (bytes, bytearray)):
-                raise TypeError("send data list items must be bytes, bytearray, memoryview "
-                                f"or str, not {type(part).__name__}")
-            parts.append(part)
-        return parts
-    raise TypeError("send data must be bytes, bytearray, memoryview, str or a list of them, "
-                    f"not {kind.__name__}")
-
-
-def _frozen(data: Any) -> Any:
-    """A copy of normalized send data that the caller can no longer change:
-    a send from another thread runs later, on the hub's loop."""
-    if isinstance(data, list):
-        return [part if type(part) is bytes else bytes(part) for part in data]
-    return data if type(data) is bytes else bytes(data)
 
 
 class SocketServer:
@@ -243,9 +165,9 @@ class SocketServer:
         """Bind and listen now; return the listen id. Raises OSError when the
         address cannot be bound. ACCEPT events start only after start(id).
         Blocks only to resolve a host name."""
-        host = _check_host(host)
-        port = _check_port(port)
-        opaque = _check_opaque(opaque)
+        host = check_host(host)
+        port = check_port(port)
+        opaque = check_opaque(opaque)
         if not isinstance(backlog, int) or backlog < 1:
             raise ValueError("backlog must be a positive int")
         family, socktype, proto, _, sockaddr = self._resolve(host, port, _socket.SOCK_STREAM, True)[0]
@@ -352,7 +274,7 @@ class SocketServer:
         ("invalid socket", "socket closed"). ``opaque`` hands the socket to
         that owner. Never blocks."""
         if opaque is not None:
-            opaque = _check_opaque(opaque)
+            opaque = check_opaque(opaque)
         if self._other_thread():
             self._from_other_thread(self.start, socket_id, opaque)
             return
@@ -427,9 +349,9 @@ class SocketServer:
         """Start a non-blocking connect; return the id at once. OPEN (data =
         peer "host:port") or ERROR follows. Data sent meanwhile is queued.
         Reading starts by itself once connected."""
-        host = _required_host(host, "connect")
-        port = _check_port(port)
-        opaque = _check_opaque(opaque)
+        host = required_host(host, "connect")
+        port = check_port(port)
+        opaque = check_opaque(opaque)
         try:
             addresses = _socket.getaddrinfo(host, port, 0, _socket.SOCK_STREAM, 0, _NUMERIC)
         except _socket.gaierror:
@@ -522,9 +444,9 @@ class SocketServer:
     def block_connect(self, host: str, port: int, opaque: int = 0) -> int:
         """Connect, blocking only the calling greenlet; return the id of a
         connected, reading socket (OPEN follows), or raise OSError."""
-        host = _required_host(host, "block_connect")
-        port = _check_port(port)
-        opaque = _check_opaque(opaque)
+        host = required_host(host, "block_connect")
+        port = check_port(port)
+        opaque = check_opaque(opaque)
         last_error: Optional[OSError] = None
         for info in self._resolve(host, port, _socket.SOCK_STREAM):
             sock = self._open_stream(info)
@@ -558,7 +480,7 @@ class SocketServer:
         starts reading at once. The fd is never closed by the server."""
         if isinstance(fd, bool) or not isinstance(fd, int):
             raise TypeError(f"fd must be an int, not {type(fd).__name__}")
-        opaque = _check_opaque(opaque)
+        opaque = check_opaque(opaque)
         was_blocking = os.get_blocking(fd)   # OSError(EBADF) for a bad fd
         os.set_blocking(fd, False)
         try:
@@ -576,9 +498,9 @@ class SocketServer:
     def send(self, socket_id: int, data: SendData) -> bool:
         """Send with high priority; never blocks. False if the id is not a
         live socket (or was closed). Bytes go out in call order."""
-        data = _normalize(data)
+        data = normalize(data)
         if self._other_thread():
-            return self._from_other_thread(self.send, socket_id, _frozen(data))
+            return self._from_other_thread(self.send, socket_id, frozen(data))
         slot = self._live(socket_id)
         if slot is None:
             return False
@@ -587,9 +509,9 @@ class SocketServer:
     def send_lowpriority(self, socket_id: int, data: SendData) -> bool:
         """Send with low priority: it goes out only while no high-priority
         data is pending. Never blocks; False if the id is not live."""
-        data = _normalize(data)
+        data = normalize(data)
         if self._other_thread():
-            return self._from_other_thread(self.send_lowpriority, socket_id, _frozen(data))
+            return self._from_other_thread(self.send_lowpriority, socket_id, frozen(data))
         slot = self._live(socket_id)
         if slot is None:
             return False
@@ -651,9 +573,9 @@ class SocketServer:
     def udp(self, host: Optional[str] = None, port: int = 0, opaque: int = 0) -> int:
         """A UDP socket, bound when host or port is given; reads at once
         (SOCKET_UDP events), no start() needed. Raises OSError on bind failure."""
-        host = _check_host(host)
-        port = _check_port(port)
-        opaque = _check_opaque(opaque)
+        host = check_host(host)
+        port = check_port(port)
+        opaque = check_opaque(opaque)
         if host is None and port == 0:
             return self._udp_socket(_socket.AF_INET, None, opaque)
         family, _, _, _, sockaddr = self._resolve(host, port, _socket.SOCK_DGRAM, True)[0]
@@ -661,17 +583,17 @@ class SocketServer:
 
     def udp_listen(self, host: Optional[str], port: int, opaque: int = 0) -> int:
         """A UDP socket bound to (host, port), family taken from the host."""
-        host = _check_host(host)
-        port = _check_port(port)
-        opaque = _check_opaque(opaque)
+        host = check_host(host)
+        port = check_port(port)
+        opaque = check_opaque(opaque)
         family, _, _, _, sockaddr = self._resolve(host, port, _socket.SOCK_DGRAM, True)[0]
         return self._udp_socket(family, sockaddr, opaque)
 
     def udp_dial(self, host: str, port: int, opaque: int = 0) -> int:
         """An unbound UDP socket whose default destination is (host, port)."""
-        host = _required_host(host, "udp_dial")
-        port = _check_port(port)
-        opaque = _check_opaque(opaque)
+        host = required_host(host, "udp_dial")
+        port = check_port(port)
+        opaque = check_opaque(opaque)
         family, _, _, _, sockaddr = self._resolve(host, port, _socket.SOCK_DGRAM)[0]
         socket_id = self._udp_socket(family, None, opaque)
         self._slots[socket_id].udp_default = sockaddr
@@ -680,8 +602,8 @@ class SocketServer:
     def udp_connect(self, socket_id: int, host: str, port: int) -> None:
         """Set the default destination of a UDP socket. A family mismatch
         emits ERROR "protocol mismatch"."""
-        host = _required_host(host, "udp_connect")
-        port = _check_port(port)
+        host = required_host(host, "udp_connect")
+        port = check_port(port)
         if self._other_thread():
             self._from_other_thread(self.udp_connect, socket_id, host, port)
             return
@@ -702,9 +624,9 @@ class SocketServer:
         """Send one datagram to ``address`` (host, port), or to the default
         destination when None. False when the id is gone, no destination is
         known, or the address family does not match the socket."""
-        data = _normalize(data)
+        data = normalize(data)
         if self._other_thread():
-            return self._from_other_thread(self.udp_send, socket_id, address, _frozen(data))
+            return self._from_other_thread(self.udp_send, socket_id, address, frozen(data))
         slot = self._live(socket_id)
         if slot is None or slot.state == CLOSED or slot.closing:
             return False
@@ -723,8 +645,8 @@ class SocketServer:
         else:
             if not isinstance(address, tuple) or len(address) < 2:
                 raise TypeError("udp address must be a (host, port) tuple")
-            host = _check_host(address[0])
-            port = _check_port(address[1])
+            host = check_host(address[0])
+            port = check_port(address[1])
             try:
                 infos = _socket.getaddrinfo(host, port, slot.family, _socket.SOCK_DGRAM, 0, _NUMERIC)
             except _socket.gaierror:
