@@ -31,9 +31,15 @@ class Connection:
             raise TypeError(f"socket id must be an int, not {type(socket_id).__name__}")
         self.id = socket_id
 
+    def _rest(self) -> bytes:
+        """The bytes left buffered once the socket is closed; never blocks
+        (an id that is connected again, after a hand-over, gives b"")."""
+        if _socket_api.disconnected(self.id):
+            return _socket_api.readall(self.id)
+        return b""
+
     def _closed(self) -> ConnectionClosed:
-        return ConnectionClosed(self.id, _socket_api.readall(self.id) if not
-                                _socket_api.invalid(self.id) else b"")
+        return ConnectionClosed(self.id, self._rest())
 
     def read(self, n: Optional[int] = None, *, timeout: Optional[float] = None) -> bytes:
         """``n`` bytes (or what is buffered, n None); blocks the calling
@@ -73,7 +79,7 @@ class Connection:
         while True:
             line = _socket_api.readline(self.id)
             if line is None:
-                rest = _socket_api.readall(self.id) if not _socket_api.invalid(self.id) else b""
+                rest = self._rest()
                 if rest:
                     yield rest
                 return

@@ -163,3 +163,21 @@ def test_client_connection_from_open(driver) -> None:
             assert conn.readline(b"\r\n") == b"221 bye"
             assert list(conn) == []
         assert gs.netstat() == []
+
+
+def test_reader_woken_by_a_hand_over_does_not_block_or_steal(pair: Pair) -> None:
+    # A Connection reader is woken by abandon(); before it runs, the id is
+    # started again (the new owner). Its ConnectionClosed must come at once
+    # with nothing taken from the new owner's buffer.
+    conn = Connection(pair.id)
+    pair.client.sendall(b"ab")
+    gevent.sleep(0.05)                       # "ab" is buffered
+    reader = gevent.spawn(conn.read, 10)
+    gevent.sleep(0.01)                       # the reader waits for 10 bytes
+    gs.abandon(pair.id)
+    gs.start(pair.id)                        # taken over again, with "ab"
+    with pytest.raises(ConnectionClosed) as caught:
+        reader.get(timeout=2)
+    assert caught.value.partial == b""
+    pair.client.sendall(b"cd")
+    assert gs.read(pair.id, 4) == b"abcd"    # the new owner got every byte
