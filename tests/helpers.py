@@ -242,6 +242,15 @@ def os_socket(local: Tuple[str, int], peer: Optional[Tuple[str, int]] = None,
     raise AssertionError(f"no socket of this process is bound to {local} (peer {peer})")
 
 
+def bound_gevent_socket(closer: Any, kind: int, host: str = "127.0.0.1") -> Tuple[Any, int]:
+    """A gevent socket of ``kind`` (SOCK_STREAM or SOCK_DGRAM) bound to an
+    ephemeral port of ``host``, closed by ``closer``; returns (sock, port)."""
+    family = stdlib_socket.AF_INET6 if ":" in host else stdlib_socket.AF_INET
+    sock = closer(gevent.socket.socket(family, kind))
+    sock.bind((host, 0))
+    return sock, sock.getsockname()[1]
+
+
 def info_row(server: SocketServer, socket_id: int) -> Any:
     for row in server.info():
         if row.id == socket_id:

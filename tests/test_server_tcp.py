@@ -20,17 +20,15 @@ from gsocket.events import (
 pytest_plugins = ["helpers"]                # fixtures: events, closer
 
 from helpers import (  # noqa: E402
-    InThread, accept, closed_port, gevent_pair, info_row, listen_started, os_socket,
+    bound_gevent_socket, InThread, accept, closed_port, gevent_pair, info_row, listen_started, os_socket,
     pattern, recv_exact, thread_client, thread_pair,
 )
 
 
 def gevent_listener(closer, host="127.0.0.1"):
-    family = stdlib_socket.AF_INET6 if ":" in host else stdlib_socket.AF_INET
-    sock = closer(gevent.socket.socket(family, stdlib_socket.SOCK_STREAM))
-    sock.bind((host, 0))
+    sock, port = bound_gevent_socket(closer, stdlib_socket.SOCK_STREAM, host)
     sock.listen(16)
-    return sock, sock.getsockname()[1]
+    return sock, port
 
 
 # ---------------------------------------------------------------- listen / start / accept

@@ -6,22 +6,19 @@ from __future__ import annotations
 
 import socket as stdlib_socket
 
-import gevent.socket
 import pytest
 
 from gsocket.events import SOCKET_CLOSE, SOCKET_ERROR, SOCKET_UDP
 
 pytest_plugins = ["helpers"]                # fixtures: events, closer
 
-from helpers import info_row  # noqa: E402
+from helpers import bound_gevent_socket, info_row  # noqa: E402
 
 
 def udp_peer(closer, host="127.0.0.1"):
-    family = stdlib_socket.AF_INET6 if ":" in host else stdlib_socket.AF_INET
-    sock = closer(gevent.socket.socket(family, stdlib_socket.SOCK_DGRAM))
-    sock.bind((host, 0))
+    sock, port = bound_gevent_socket(closer, stdlib_socket.SOCK_DGRAM, host)
     sock.settimeout(5)
-    return sock, sock.getsockname()[1]
+    return sock, port
 
 
 def test_udp_server_echo_ipv4(server, events, closer):
