@@ -61,134 +61,30 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import deque
-from typing import Any, Callable, Deque, Dict, List, Optional, Sequence, Set, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple, Union
 
 import gevent
-from gevent import Timeout, get_hub
+from gevent import Timeout
 from gevent.event import Event
-from gevent.hub import Waiter
 from greenlet import getcurrent
 
-from . import driver as _driver
 from . import socket as gs
+from ._channel_link import (
+    Address, ChannelError, ChannelSocket, Link as _Link, Pending as _Pending, ResponseError,
+    before_block, check_port, fields,
+)
 
 __all__ = ["Channel", "ChannelError", "ResponseError", "ChannelSocket"]
 
 logger = logging.getLogger("gsocket.channel")
 
-Address = Tuple[str, int]
+# Defined in ._channel_link; they belong to this module's API.
+for _public in (ChannelError, ResponseError, ChannelSocket):
+    _public.__module__ = __name__
+
 BackupEntry = Union[str, Tuple[str, int], Dict[str, Any]]
 
 _DEFAULT: Any = object()
-
-
-class ChannelError(Exception):
-    """A request failed: the connection dropped or could not be made, the
-    reply timed out, the channel was closed, or (:class:`ResponseError`)
-    the response function said not ok."""
-
-
-class ResponseError(ChannelError):
-    """The response function returned ``ok`` false; ``data`` is what it
-    returned with it. The connection stays up."""
-
-    def __init__(self, data: Any) -> None:
-        super().__init__(data if isinstance(data, str) else repr(data))
-        self.data = data
-
-
-class ChannelSocket:
-    """What response and auth functions read from: the channel's current
-    connection. Reads block the calling greenlet and raise ChannelError
-    once the socket closed."""
-
-    __slots__ = ("id",)
-
-    def __init__(self, socket_id: int) -> None:
-        self.id = socket_id
-
-    def read(self, n: Optional[int] = None) -> bytes:
-        """``n`` bytes exactly (n None: whatever is buffered, at least one)."""
-        data = gs.read(self.id, n)
-        if data is None:
-            raise ChannelError(f"socket {self.id} closed")
-        return data
-
-    def readline(self, sep: Union[bytes, str] = b"\n") -> bytes:
-        """The next line, without ``sep``."""
-        line = gs.readline(self.id, sep)
-        if line is None:
-            raise ChannelError(f"socket {self.id} closed")
-        return line
-
-    def __repr__(self) -> str:
-        return f"<ChannelSocket id={self.id}>"
-
-
-class _Pending:
-    """One caller waiting for its reply."""
-
-    __slots__ = ("waiter", "hub", "done", "parts")
-
-    def __init__(self) -> None:
-        self.hub = get_hub()
-        self.waiter = Waiter(self.hub)
-        self.done = False
-        self.parts: Optional[List[Any]] = None   # session mode, multi-part replies
-
-    def resolve(self, ok: Any, data: Any) -> None:
-        self._set((bool(ok), data))
-
-    def fail(self, message: str, cause: Optional[BaseException]) -> None:
-        self._set((None, (message, cause)))
-
-    def _set(self, outcome: Tuple[Optional[bool], Any]) -> None:
-        if not self.done:
-            self.done = True
-            self.hub.loop.run_callback(self.waiter.switch, outcome)
-
-    @staticmethod
-    def outcome(result: Tuple[Optional[bool], Any]) -> Any:
-        ok, data = result
-        if ok:
-            return data
-        if ok is None:
-            message, cause = data
-            raise ChannelError(message) from cause
-        raise ResponseError(data)
-
-
-class _Link:
-    """One connection and what waits on it."""
-
-    __slots__ = ("id", "sock", "address", "alive", "queue", "sessions", "ready", "dispatcher")
-
-    def __init__(self, socket_id: int, address: Address) -> None:
-        self.id = socket_id
-        self.sock = ChannelSocket(socket_id)
-        self.address = address
-        self.alive = True
-        self.queue: Deque[Tuple[Callable[[ChannelSocket], Any], _Pending]] = deque()
-        self.sessions: Dict[Any, _Pending] = {}
-        self.ready = Event()
-        self.dispatcher: Optional[gevent.Greenlet] = None
-
-    def idle(self) -> bool:
-        return not self.queue and not self.sessions
-
-
-def _before_block() -> None:
-    # A request made from a driver owner callback (a gate handler, an accept
-    # callback) must not hold up the dispatcher that will deliver its reply.
-    _driver.current().before_block()
-
-
-def _fields(result: Any, count: int, what: str) -> Tuple[Any, ...]:
-    """``count`` fields plus an optional ``more`` flag (False when absent)."""
-    if isinstance(result, (tuple, list)) and len(result) in (count, count + 1):
-        return tuple(result) + (False,) * (count + 1 - len(result))
-    raise TypeError(f"{what} must return a tuple of {count} or {count + 1} items, got {result!r}")
 
 
 class Channel:
@@ -212,7 +108,7 @@ class Channel:
                  timeout: Optional[float] = 30.0, backoff: float = 0.1, max_backoff: float = 5.0) -> None:
         if not isinstance(host, str) or not host:
             raise ValueError(f"host must be a non-empty str, got {host!r}")
-        _check_port(port)
+        check_port(port)
         for name, value in (("connect_timeout", connect_timeout), ("backoff", backoff),
                             ("max_backoff", max_backoff), ("timeout", timeout)):
             if value is None and name == "timeout":
@@ -337,7 +233,7 @@ class Channel:
         """Use another address from the next connection on, and drop the
         current connection (its pending requests fail)."""
         if port is not None:
-            _check_port(port)
+            check_port(port)
             self.port = port
         self.host = host
         self._primary = (self.host, self.port)
@@ -375,7 +271,7 @@ class Channel:
                 raise ValueError(f"a backup address is a host, (host, port) or a dict, not {entry!r}")
             if not isinstance(address[0], str) or not address[0]:
                 raise ValueError(f"bad backup host in {entry!r}")
-            _check_port(address[1])
+            check_port(address[1])
             addresses.append(address)
         return addresses
 
@@ -418,7 +314,7 @@ class Channel:
                 raise ChannelError(f"connect timed out: {self._last_error}")
             connecting = self._connecting
             if connecting is not None:       # another greenlet connects: wait for its attempt
-                _before_block()
+                before_block()
                 connecting.wait(None if deadline is None else max(0.0, deadline - time.monotonic()))
                 link = self._link
                 if link is not None and link.alive and not self._closed:
@@ -432,7 +328,7 @@ class Channel:
                 if deadline is not None:
                     delay = min(delay, deadline - time.monotonic())
                 if delay > 0:
-                    _before_block()
+                    before_block()
                     self._closed_event.wait(delay)
                     if self._closed:
                         raise ChannelError("channel closed")
@@ -554,7 +450,7 @@ class Channel:
     # ------------------------------------------------------------------ waiting and failing
 
     def _wait(self, link: _Link, pending: _Pending, session: Any, timeout: Optional[float]) -> Any:
-        _before_block()
+        before_block()
         if timeout is None:
             return pending.outcome(pending.waiter.get())
         expired = Timeout(timeout)
@@ -624,12 +520,12 @@ class Channel:
 
     @staticmethod
     def _read_ordered(response: Callable[[ChannelSocket], Any], sock: ChannelSocket) -> Tuple[Any, Any]:
-        ok, data, more = _fields(response(sock), 2, "an order-mode response function")
+        ok, data, more = fields(response(sock), 2, "an order-mode response function")
         if not (ok and more):
             return ok, data
         parts = [data]
         while True:
-            ok, data, more = _fields(response(sock), 2, "an order-mode response function")
+            ok, data, more = fields(response(sock), 2, "an order-mode response function")
             if not ok:
                 return ok, data
             parts.append(data)
@@ -643,7 +539,7 @@ class Channel:
         try:
             while link.alive:
                 try:
-                    session, ok, data, more = _fields(response(sock), 3, "the session response function")
+                    session, ok, data, more = fields(response(sock), 3, "the session response function")
                     if session is None:
                         raise ValueError("the response function returned no session")
                     pending = link.sessions.get(session)
@@ -675,8 +571,3 @@ class Channel:
             logger.warning("channel %s:%d: response failed: %r", link.address[0], link.address[1], exc)
             message = f"response failed: {exc}"
         self._drop(link, message, exc)
-
-
-def _check_port(port: Any) -> None:
-    if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
-        raise ValueError(f"port must be an int in 1..65535, got {port!r}")

@@ -519,7 +519,8 @@ def test_auth_runs_after_every_reconnect(servers: Any, channels: Any) -> None:
     state = State(require_auth=True, reverse=True)
     server = servers("gsocket", state)
     auths: List[Any] = []
-    ch = channels("127.0.0.1", server.port, response=by_session, auth=auth_with(TOKEN, auths, session_mode=True))
+    ch = channels("127.0.0.1", server.port, response=by_session,
+                  auth=auth_with(TOKEN, auths, session_mode=True))
     for round_ in range(5):
         assert ch.request(b"%d ECHO r%d\n" % (round_ + 1, round_), round_ + 1) == b"r%d" % round_
         with pytest.raises(ChannelError):
@@ -639,3 +640,43 @@ def test_arguments(servers: Any, channels: Any) -> None:
     with Channel("127.0.0.1", server.port) as cm:
         assert cm.request(b"ECHO cm\n", ordered) == b"cm"
     assert cm.closed and "closed" in repr(cm)
+
+
+def test_gate_handler_may_call_a_channel(servers: Any, channels: Any) -> None:
+    """A request made from a driver callback (a gate handler) hands the
+    dispatcher over, so the reply it waits for can still be delivered."""
+    from gsocket.gate import Gate
+    from gsocket.netpack import pack
+
+    backend = servers("gsocket", State())
+    ch = channels("127.0.0.1", backend.port)
+
+    class Proxy:
+        gate: Any = None
+
+        def connect(self, socket_id: int, _address: str) -> None:
+            self.gate.openclient(socket_id)
+
+        def message(self, socket_id: int, data: bytes) -> None:
+            self.gate.send(socket_id, ch.request(b"ECHO " + data + b"\n", ordered))
+
+    proxy = Proxy()
+    gate = proxy.gate = Gate(proxy, "127.0.0.1", 0)
+    gate.start()
+    socks = [gevent.socket.create_connection(gate.address, timeout=WAIT) for _ in range(3)]
+    try:
+        for n, sock in enumerate(socks):
+            sock.sendall(b"".join(pack(b"c%d-%d" % (n, i)) for i in range(10)))
+        for n, sock in enumerate(socks):
+            reader = sock.makefile("rb")
+            got = []
+            for _ in range(10):
+                size = int.from_bytes(reader.read(2), "big")
+                got.append(reader.read(size))
+            reader.close()
+            assert got == [b"c%d-%d" % (n, i) for i in range(10)]
+    finally:
+        gate.close()
+        for sock in socks:
+            sock.close()
+    assert backend.state.requests == 30

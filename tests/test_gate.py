@@ -327,7 +327,7 @@ def test_handler_exception_is_logged_and_serving_goes_on(make_gate: Any, clients
     assert gate.client_count == 1
 
 
-# ---------------------------------------------------------------- order while the handler blocks (difference 7)
+# ---------------------------------------------------------- order while the handler blocks (difference 7)
 
 def test_frames_of_one_client_stay_in_order_while_handler_blocks(make_gate: Any, clients: Clients) -> None:
     token = object()
