@@ -142,7 +142,14 @@ class Gate:
         logger.info("gate listening on %s:%d", *self.address)
         opener = getattr(self.handler, "open", None)
         if opener is not None:
-            opener()
+            try:
+                opener()
+            except BaseException:      # no half-started gate: release the port
+                driver.close(self.listen_id)
+                driver.unregister(self._opaque)
+                self.listen_id = None
+                self._closed = True
+                raise
         if not self._closed:
             driver.start(self.listen_id, self._opaque)
         return self.listen_id

@@ -569,3 +569,15 @@ def test_bad_arguments() -> None:
         Gate(Recorder(), "127.0.0.1", 0, max_packet=70000)
     with pytest.raises(RuntimeError):
         _ = Gate(Recorder(), "127.0.0.1", 0).address
+
+
+def test_failing_open_releases_the_port(driver: Any) -> None:
+    class Broken:
+        def open(self) -> None:
+            raise RuntimeError("config missing")
+
+    gate = Gate(Broken(), "127.0.0.1", 0)
+    with pytest.raises(RuntimeError, match="config missing"):
+        gate.start()
+    wait_until(lambda: not [r for r in gs.netstat() if r.type == "LISTEN"])
+    assert gate.listen_id is None
