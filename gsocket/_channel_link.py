@@ -8,7 +8,6 @@ from typing import Any, Callable, Deque, Dict, List, Optional, Tuple, Union
 
 import gevent
 from gevent import get_hub
-from gevent.event import Event
 from gevent.hub import Waiter
 
 from . import driver as _driver
@@ -96,7 +95,7 @@ class Pending:
 class Link:
     """One connection and what waits on it."""
 
-    __slots__ = ("id", "sock", "address", "alive", "queue", "sessions", "ready", "dispatcher")
+    __slots__ = ("id", "sock", "address", "alive", "queue", "sessions", "dispatcher")
 
     def __init__(self, socket_id: int, address: Address) -> None:
         self.id = socket_id
@@ -105,7 +104,6 @@ class Link:
         self.alive = True
         self.queue: Deque[Tuple[Callable[[ChannelSocket], Any], "Pending"]] = deque()
         self.sessions: Dict[Any, "Pending"] = {}
-        self.ready = Event()
         self.dispatcher: Optional[gevent.Greenlet] = None
 
     def idle(self) -> bool:

@@ -18,7 +18,10 @@
 Theory of operation
 -------------------
 A channel holds at most one live connection (a *link*): a socket id of
-:mod:`gsocket.socket` plus one dispatcher greenlet that reads the replies.
+:mod:`gsocket.socket` plus a dispatcher greenlet that reads the replies (in
+session mode for as long as the link lives; in order mode only while
+requests wait, so an idle channel holds no greenlet and a peer close is
+noticed through ``socket.onclose``).
 ``request`` writes in the caller's greenlet (``socket.write`` never blocks,
 so concurrent requests never interleave their bytes), registers the caller
 with the link (a FIFO in order mode, a session table in session mode) and
@@ -198,7 +201,8 @@ class Channel:
             return None
         if not session_mode:
             link.queue.append((response, pending))
-            link.ready.set()
+            if link.dispatcher is None:
+                link.dispatcher = gevent.spawn(self._dispatch_by_order, link)
         return self._wait(link, pending, response, timeout)
 
     def connect(self, once: bool = False, timeout: Optional[float] = None) -> None:
@@ -411,11 +415,10 @@ class Channel:
                 self._call_overload(False)
             gs.warning(socket_id, lambda _id, kib: self._on_warning(link, kib))
         if self._response is None:
+            # No greenlet while idle: request() starts one for a burst.
             gs.onclose(socket_id, lambda _id: self._on_peer_close(link))
-            run = self._dispatch_by_order
         else:
-            run = self._dispatch_by_session
-        link.dispatcher = gevent.spawn(run, link)
+            link.dispatcher = gevent.spawn(self._dispatch_by_session, link)
         return link
 
     # ------------------------------------------------------------------ link events (dispatcher callbacks)
@@ -476,8 +479,9 @@ class Channel:
         return pending.outcome(result)
 
     def _drop(self, link: _Link, message: str, cause: Optional[BaseException] = None) -> None:
-        """End a link: every request waiting on it fails now; its
-        dispatcher wakes (the socket is shut down) and closes the id."""
+        """End a link: every request waiting on it fails now. Its
+        dispatcher, if any, wakes (the socket is shut down) and closes the
+        id; without one the id is closed here (no reader: never blocks)."""
         if not link.alive:
             return
         link.alive = False
@@ -488,24 +492,32 @@ class Channel:
         link.sessions.clear()
         for pending in waiting:
             pending.fail(message, cause)
-        link.ready.set()
-        gs.shutdown(link.id)
+        if link.dispatcher is None:
+            self._links.discard(link)
+            gs.close(link.id)
+        else:
+            gs.shutdown(link.id)
 
     def _finish(self, link: _Link) -> None:
-        self._drop(link, "connection closed")
-        self._links.discard(link)
-        gs.close(link.id)
+        """The dispatcher's last words: a dead link's id is closed."""
+        link.dispatcher = None
+        if link.alive:
+            self._drop(link, "connection closed")
+        else:
+            self._links.discard(link)
+            gs.close(link.id)
 
     # ------------------------------------------------------------------ dispatchers (one greenlet per link)
 
     def _dispatch_by_order(self, link: _Link) -> None:
+        """Read the replies of the queued requests, then end (idle links
+        have no greenlet; an idle peer close is seen by onclose)."""
         sock = link.sock
         try:
             while link.alive:
                 if not link.queue:
-                    link.ready.clear()
-                    link.ready.wait()
-                    continue
+                    link.dispatcher = None    # no yield since the check: request() starts a new one
+                    return
                 response, pending = link.queue[0]
                 try:
                     ok, data = self._read_ordered(response, sock)
@@ -516,7 +528,8 @@ class Channel:
                     link.queue.popleft()
                 pending.resolve(ok, data)
         finally:
-            self._finish(link)
+            if link.dispatcher is getcurrent() or not link.alive:
+                self._finish(link)
 
     @staticmethod
     def _read_ordered(response: Callable[[ChannelSocket], Any], sock: ChannelSocket) -> Tuple[Any, Any]:

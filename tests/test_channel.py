@@ -680,3 +680,17 @@ def test_gate_handler_may_call_a_channel(servers: Any, channels: Any) -> None:
         for sock in socks:
             sock.close()
     assert backend.state.requests == 30
+
+
+@pytest.mark.parametrize("mode", ["order", "session"])
+def test_channel_left_open_ends_with_its_driver(servers: Any, mode: str) -> None:
+    """Nothing of a channel outlives the driver (the leak check of the
+    driver fixture fails the test otherwise), even when never closed."""
+    server = servers("gsocket", State())
+    if mode == "order":
+        ch = Channel("127.0.0.1", server.port)
+        assert ch.request(b"ECHO idle\n", ordered) == b"idle"
+    else:
+        ch = Channel("127.0.0.1", server.port, response=by_session)
+        assert ch.request(b"1 ECHO idle\n", 1) == b"idle"
+    assert ch.connected
