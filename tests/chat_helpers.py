@@ -105,6 +105,11 @@ class ChatClient:
         self.send("/who")
         return self.expect(lambda line: line.startswith("* ") and "): " in line)
 
+    def sync(self) -> None:
+        """A /who round trip, then forget every line not consumed yet."""
+        self.who()
+        self.pending.clear()
+
     def rooms(self) -> str:
         self.send("/rooms")
         return self.expect("* rooms:")
@@ -121,6 +126,17 @@ class ChatClient:
                 if line is None:
                     return rest
                 rest.append(line)
+
+    def until_eof_or(self, last: str, timeout: float = WAIT) -> List[str]:
+        """Every line up to and including ``last`` (or until EOF)."""
+        rest: List[str] = []
+        while True:
+            line = self.line(timeout)
+            if line is None:
+                return rest
+            rest.append(line)
+            if line == last:
+                return rest
 
     def close(self) -> None:
         self.sock.close()
