@@ -119,7 +119,9 @@ def chat_main(argv: Optional[Sequence[str]] = None, prog: str = "gsocket-chat") 
     args = parser.parse_args(argv)
     try:
         _check_chat_options(args)
-        if args.redis:
+        if args.redis and args.workers > 1:
+            _check_url_syntax(args.redis)     # the supervisor needs no redis-py
+        elif args.redis:
             _prepare_redis(args.redis)
     except UsageError as exc:
         parser.print_usage(sys.stderr)
@@ -129,6 +131,19 @@ def chat_main(argv: Optional[Sequence[str]] = None, prog: str = "gsocket-chat") 
     if args.workers > 1:
         return _supervise(args, prog)
     return _run_chat(args, prog)
+
+
+def _check_url_syntax(url: str) -> None:
+    """The supervisor's quick look at a Redis URL (the workers check it fully)."""
+    from urllib.parse import urlsplit
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise UsageError(f"bad Redis URL {url!r}: {exc}") from None
+    if parts.scheme not in ("redis", "rediss", "unix") or (parts.scheme != "unix" and not parts.hostname):
+        raise UsageError(f"bad Redis URL {url!r}: expected redis://HOST:PORT/DB")
+    del port
 
 
 def _run_chat(args: argparse.Namespace, prog: str) -> int:

@@ -11,7 +11,7 @@ import gevent
 import pytest
 from gevent.subprocess import PIPE, Popen
 
-from chat_helpers import ChatClient, ChatProcess
+from chat_helpers import ChatProcess
 from gsocket.chat.server import SHUTDOWN_NOTICE, ChatServer
 
 

@@ -3,7 +3,6 @@ error path, rooms, history, bad input, flood, slow consumer, 500 clients."""
 
 from __future__ import annotations
 
-import socket as stdlib_socket
 from typing import Iterator, List
 
 import gevent
@@ -35,7 +34,7 @@ def chat(driver) -> Iterator:
             client = self.client(server)
             client.greeting()
             client.send(f"/nick {nick}")
-            client.expect(f"* ")
+            client.expect("* ")
             assert client.seen[-1].endswith(f"is now known as {nick}"), client.seen
             return client
 

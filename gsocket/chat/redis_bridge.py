@@ -61,28 +61,44 @@ QUEUE_LIMIT = 100_000
 #: Writes per pipeline.
 BATCH = 512
 
+# A nick is held while its key exists AND its node is alive: a node killed
+# between two heartbeats never keeps a nick longer than its presence.
+# ARGV: node, token number, ttl, prefix.
 _CLAIM = """
 local v = redis.call('GET', KEYS[1])
-if (not v) or string.sub(v, 1, string.len(ARGV[1]) + 1) == ARGV[1] .. '|' then
-  redis.call('SET', KEYS[1], ARGV[1] .. '|' .. ARGV[2], 'EX', ARGV[3])
-  return 1
+if v and string.sub(v, 1, string.len(ARGV[1]) + 1) ~= ARGV[1] .. '|' then
+  local owner = string.match(v, '^(.*)|[^|]*$')
+  if owner and redis.call('EXISTS', ARGV[4] .. ':node:' .. owner) == 1 then return 0 end
 end
+redis.call('SET', KEYS[1], ARGV[1] .. '|' .. ARGV[2], 'EX', ARGV[3])
+return 1
+"""
+# 1: held by a live node other than ARGV[1]; 0 otherwise. ARGV: node, prefix.
+_LOCATE = """
+local v = redis.call('GET', KEYS[1])
+if not v or string.sub(v, 1, string.len(ARGV[1]) + 1) == ARGV[1] .. '|' then return 0 end
+local owner = string.match(v, '^(.*)|[^|]*$')
+if owner and redis.call('EXISTS', ARGV[2] .. ':node:' .. owner) == 1 then return 1 end
 return 0
 """
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
-# KEYS: nick keys; ARGV[1]: ttl, ARGV[i+1]: the token held for KEYS[i].
-# Returns the indexes (1-based) of the nicks another node holds now.
+# KEYS: nick keys; ARGV[1]: ttl, ARGV[2]: prefix, ARGV[i+2]: the token held
+# for KEYS[i]. Returns the indexes (1-based) of the nicks a live other node holds.
 _REFRESH = """
 local lost = {}
 for i, key in ipairs(KEYS) do
-  local token = ARGV[i + 1]
+  local token = ARGV[i + 2]
   local v = redis.call('GET', key)
   if v == token then redis.call('EXPIRE', key, ARGV[1])
-  elseif not v then redis.call('SET', key, token, 'EX', ARGV[1])
-  else table.insert(lost, i) end
+  else
+    local owner = v and string.match(v, '^(.*)|[^|]*$')
+    if owner and redis.call('EXISTS', ARGV[2] .. ':node:' .. owner) == 1 then
+      table.insert(lost, i)
+    else redis.call('SET', key, token, 'EX', ARGV[1]) end
+  end
 end
 return lost
 """
@@ -142,6 +158,7 @@ class RedisCluster:
         self._claim = self.redis.register_script(_CLAIM)
         self._release = self.redis.register_script(_RELEASE)
         self._refresh = self.redis.register_script(_REFRESH)
+        self._locate = self.redis.register_script(_LOCATE)
         self.channel = f"{prefix}:events"
         #: nick key -> the token this node holds it with.
         self.tokens: Dict[str, str] = {}
@@ -243,7 +260,8 @@ class RedisCluster:
         key = name_key(nick)
         token = f"{self.node}|{next(self._token_counter)}"
         won = self._call("claim", lambda: self._claim(
-            keys=[self._nick_key(nick)], args=[self.node, token.rpartition("|")[2], self.ttl]), 1)
+            keys=[self._nick_key(nick)],
+            args=[self.node, token.rpartition("|")[2], self.ttl, self.prefix]), 1)
         if won:
             self.tokens[key] = token
             self._nicks[key] = nick
@@ -264,10 +282,9 @@ class RedisCluster:
 
     def locate(self, nick: str) -> Optional[bool]:
         """Whether another node holds ``nick`` now (None: unknown). Blocks."""
-        value = self._call("locate", lambda: self.redis.get(self._nick_key(nick)), None)
-        if value is None:
-            return None if not self.up else False
-        return not value.startswith(self.node + "|")
+        value = self._call("locate", lambda: self._locate(keys=[self._nick_key(nick)],
+                                                        args=[self.node, self.prefix]), None)
+        return None if value is None else bool(value)
 
     def remote_presence(self) -> Optional[Dict[str, Tuple[str, ...]]]:
         """nick -> rooms of the users of every other live node. Blocks."""
@@ -442,12 +459,21 @@ class RedisCluster:
                 self._nicks[key] = nick
         self._refresh_nicks()
 
-    def _refresh_nicks(self) -> None:
+    def _refresh_nicks(self, node_alive: bool = False) -> None:
         keys = list(self.tokens)
-        if not keys:
+        pipe = self.redis.pipeline(transaction=False)
+        if keys:
+            self._refresh(keys=[self._key("nick", key) for key in keys],
+                          args=[str(self.ttl), self.prefix, *[self.tokens[key] for key in keys]],
+                          client=pipe)
+        if node_alive:
+            pipe.set(self._key("node", self.node), "1", ex=self.ttl)
+            pipe.sadd(f"{self.prefix}:nodes", self.node)
+            pipe.expire(self._key("presence", self.node), self.ttl)
+        if not len(pipe):
             return
-        lost_indexes = self._refresh(keys=[self._key("nick", key) for key in keys],
-                                     args=[self.ttl] + [self.tokens[key] for key in keys])
+        replies = pipe.execute()
+        lost_indexes = replies[0] if keys else ()
         for index in lost_indexes or ():
             key = keys[int(index) - 1]
             nick = self._nicks.pop(key, key)
@@ -464,11 +490,7 @@ class RedisCluster:
             if not self.up:
                 continue
             try:
-                pipe = self.redis.pipeline(transaction=False)
-                pipe.set(self._key("node", self.node), "1", ex=self.ttl)
-                pipe.sadd(f"{self.prefix}:nodes", self.node)
-                pipe.expire(self._key("presence", self.node), self.ttl)
-                pipe.execute()
-                self._refresh_nicks()
+                # One pipeline: the nicks' and the node's expiry move together.
+                self._refresh_nicks(node_alive=True)
             except self._redis_errors as exc:
                 self._failed("heartbeat", exc)
