@@ -4,6 +4,8 @@ with SIGTERM/SIGINT, and driven with the real ``nc`` binary."""
 from __future__ import annotations
 
 import signal
+import subprocess
+import sys
 import time
 from typing import Iterator, List
 
@@ -11,7 +13,7 @@ import gevent
 import pytest
 from gevent.subprocess import PIPE, Popen
 
-from chat_helpers import ChatProcess
+from chat_helpers import ChatClient, ChatProcess
 from gsocket.chat.server import SHUTDOWN_NOTICE, ChatServer
 
 
@@ -65,6 +67,29 @@ def test_one_log_line_per_connect_and_disconnect(processes) -> None:
     assert "line 127.0.0.1:" in line
     chat.signal(signal.SIGTERM)
     assert chat.wait() == 0
+
+
+def test_example_runs_the_chat(processes) -> None:
+    from chat_helpers import ROOT, free_port
+    port = free_port()
+    example = Popen([sys.executable, str(ROOT / "examples" / "chat.py"), "--port", str(port)],
+                    cwd=str(ROOT), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=PIPE)
+    try:
+        assert example.stderr is not None
+        while b"chat listening on 127.0.0.1:%d" % port not in example.stderr.readline():
+            assert example.poll() is None
+        client = ChatClient(port)
+        assert "guest1" in client.greeting()
+        example.send_signal(signal.SIGTERM)
+        assert client.until_eof() == [f"* {SHUTDOWN_NOTICE}"]
+        client.close()
+        assert example.wait(10) == 0
+    finally:
+        if example.poll() is None:
+            example.kill()
+            example.wait()
+        if example.stderr is not None:
+            example.stderr.close()
 
 
 def test_nc_clients_talk(driver) -> None:
