@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Callable, Optional
+from typing import Any, Callable, List, Optional
 
 import gevent
 
@@ -34,10 +34,16 @@ SLOW_CONSUMER_KIB = 1024
 
 
 class LineSession:
-    """One line-protocol client (the core's Session)."""
+    """One line-protocol client (the core's Session).
+
+    Deliveries are coalesced: what one turn of the event loop sends to a
+    session goes out as one write (fan-out of a burst of messages costs one
+    system call per member, not one per message), flushed by a callback at
+    the end of the turn, before the loop polls again.
+    """
 
     door = "line"
-    __slots__ = ("id", "peer", "closed", "close_reason", "_driver", "user")
+    __slots__ = ("id", "peer", "closed", "close_reason", "_driver", "_loop", "_pending", "user")
 
     def __init__(self, socket_id: int, peer: str, driver: Any) -> None:
         self.id = socket_id
@@ -45,18 +51,34 @@ class LineSession:
         self.closed = False
         self.close_reason: Optional[str] = None
         self._driver = driver
+        self._loop = gevent.get_hub().loop
+        self._pending: Optional[List[bytes]] = None
         self.user: Any = None
 
     def deliver(self, event: Event) -> None:
         """Render ``event`` as lines and queue them; never blocks."""
-        if not self.closed:
-            socket.write(self.id, render_bytes(event))
+        if self.closed:
+            return
+        data = render_bytes(event)
+        pending = self._pending
+        if pending is None:
+            self._pending = [data]
+            self._loop.run_callback(self.flush)
+        else:
+            pending.append(data)
+
+    def flush(self) -> None:
+        """Write what was delivered since the last flush. Never blocks."""
+        pending, self._pending = self._pending, None
+        if pending and not self.closed:
+            self._driver.send(self.id, pending[0] if len(pending) == 1 else b"".join(pending))
 
     def close(self, reason: str) -> None:
         """Close after the queued output (graceful); never blocks. The
         reader greenlet then sees the close and disconnects the user."""
         if self.closed:
             return
+        self.flush()
         self.closed = True
         self.close_reason = reason
         self._driver.close(self.id)
@@ -65,6 +87,7 @@ class LineSession:
         """Close now, dropping unsent output (a client that does not read)."""
         self.closed = True
         self.close_reason = reason
+        self._pending = None
         self._driver.shutdown(self.id)
 
     def __repr__(self) -> str:
