@@ -16,7 +16,7 @@ import socket as stdlib_socket
 import subprocess
 import sys
 import time
-from typing import List, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 __all__ = ["main", "chat_main"]
 
@@ -68,6 +68,7 @@ def _chat_parser(prog: str = "gsocket chat") -> argparse.ArgumentParser:
     parser.add_argument("--presence-ttl", type=float, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--reuseport", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--shutdown-grace", type=float, default=3.0, help=argparse.SUPPRESS)
+    parser.add_argument("--parent-pid", type=int, default=None, help=argparse.SUPPRESS)
     return parser
 
 
@@ -172,14 +173,25 @@ def _run_chat(args: argparse.Namespace, prog: str) -> int:
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         gevent.signal_handler(signum, stop)
+    if args.parent_pid is not None:
+        gevent.spawn(_watch_parent, args.parent_pid, stop)
     server.wait()
     return 0
+
+
+def _watch_parent(parent_pid: int, stop: Callable[[], None]) -> None:
+    """A worker whose supervisor died (even by SIGKILL) stops too."""
+    import gevent
+    while os.getppid() == parent_pid:
+        gevent.sleep(0.5)
+    logger.warning("the supervisor (pid %d) is gone: stopping", parent_pid)
+    stop()
 
 
 def _worker_argv(args: argparse.Namespace, index: int) -> List[str]:
     argv = [sys.executable, "-m", "gsocket", "chat", "--host", args.host, "--port", str(args.port),
             "--redis", args.redis, "--reuseport", "--log-level", args.log_level,
-            "--shutdown-grace", str(args.shutdown_grace)]
+            "--shutdown-grace", str(args.shutdown_grace), "--parent-pid", str(os.getpid())]
     if args.console is not None:
         argv += ["--console", f"{args.console[0]}:{args.console[1] + index}"]
     if args.presence_ttl is not None:

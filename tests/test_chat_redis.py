@@ -10,6 +10,7 @@ import time
 from typing import Iterator, List
 
 import gevent
+import gevent.socket
 import pytest
 
 from chat_helpers import ChatClient, ChatProcess, RedisServer, free_port
@@ -66,8 +67,21 @@ def wait_for(check, timeout: float = 15.0, what: str = "condition"):
     raise AssertionError(f"{what} not met within {timeout} s (last: {last!r})")
 
 
+def console(port: int, *commands: str) -> List[str]:
+    """Run commands on a console; every reply line, terminators included."""
+    with gevent.socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+        conn.sendall("".join(command + "\n" for command in commands).encode())
+        reader = conn.makefile("rb")
+        lines: List[str] = []
+        while sum(line in ("<CMD OK>", "<CMD Error>") for line in lines) < len(commands):
+            lines.append(reader.readline().decode().rstrip("\n"))
+        reader.close()
+        return lines
+
+
 def test_two_nodes_chat_presence_private_history(nodes) -> None:
-    one, two = nodes.start(), nodes.start()
+    console_port = free_port()
+    one, two = nodes.start("--console", f"127.0.0.1:{console_port}"), nodes.start()
     alice = nodes.client(one, "alice")
     bob = nodes.client(two, "bob")
     alice.expect(lambda line: line.endswith("is now known as bob"))     # heard across nodes
@@ -111,6 +125,13 @@ def test_two_nodes_chat_presence_private_history(nodes) -> None:
     carol.send("/nick bob")
     carol.expect("* carol is now known as bob")
     alice.expect("* carol is now known as bob")
+    # the console of node one reaches the users of node two
+    assert console(console_port, "broadcast  all nodes", "kick bob") == [
+        "broadcast to 2 local users and every other node", "<CMD OK>", "kicked bob", "<CMD OK>"]
+    for client in (alice, bob):
+        client.expect("* all nodes")
+    assert carol.until_eof()[-2:] == ["* all nodes", "* you were kicked by an operator"]
+    wait_for(lambda: alice.who() == "* dev (2): alice, dave", what="kicked user gone")
 
 
 def test_redis_lost_and_back(nodes) -> None:
