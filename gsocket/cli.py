@@ -157,9 +157,8 @@ def _run_chat(args: argparse.Namespace, prog: str) -> int:
     try:
         server.start()
     except OSError as exc:
-        where = f"{args.host}:{args.port}"
-        print(f"{prog}: error: cannot listen on {where} (the port or the console's): "
-              f"{exc.strerror or exc}", file=sys.stderr)
+        where = exc.filename or f"{args.host}:{args.port}"
+        print(f"{prog}: error: cannot listen on {where}: {exc.strerror or exc}", file=sys.stderr)
         return 2
     except ValueError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)

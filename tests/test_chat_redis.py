@@ -5,6 +5,7 @@ uniqueness, shared history; Redis stopped and restarted; a node SIGKILLed;
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 from typing import Iterator, List
@@ -209,3 +210,33 @@ def test_workers_share_one_port(redis_server, tmp_path) -> None:
         for client in clients:
             client.close()
         supervisor.kill()
+
+
+def test_workers_stop_when_the_supervisor_is_killed(redis_server) -> None:
+    supervisor = ChatProcess("--redis", redis_server.url, "--workers", "2", "--presence-ttl", str(TTL))
+    try:
+        deadline = time.monotonic() + 20
+        while sum("chat listening on" in line for line in supervisor.lines) < 2:
+            assert time.monotonic() < deadline, supervisor.lines
+            gevent.sleep(0.05)
+        pids = [int(word) for word in supervisor.wait_for_log("started 2 workers").split("pids ")[1].split()]
+        client = ChatClient(supervisor.port)
+        client.greeting()
+        supervisor.process.send_signal(signal.SIGKILL)
+        assert client.until_eof(timeout=15)[-1] == "* the server is shutting down, bye"
+        client.close()
+
+        def gone() -> bool:
+            return all(not os.path.exists(f"/proc/{pid}") or _zombie(pid) for pid in pids)
+
+        wait_for(gone, what="workers gone")
+    finally:
+        supervisor.kill()
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True

@@ -31,8 +31,14 @@ def test_port_in_use_exits_2() -> None:
         port = holder.getsockname()[1]
         result = run("chat", "--port", str(port))
     assert result.returncode == 2
-    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
-    assert "in use" in result.stderr
+    assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in result.stderr
+    with socket.socket() as holder:                  # the console's port
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        console = holder.getsockname()[1]
+        result = run("chat", "--port", str(free_port()), "--console", f"127.0.0.1:{console}")
+    assert result.returncode == 2
+    assert f"cannot listen on 127.0.0.1:{console} (console): Address already in use" in result.stderr
 
 
 @pytest.mark.parametrize("args, message", [

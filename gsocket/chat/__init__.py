@@ -10,6 +10,7 @@ Layout, one job per module:
 ``protocol``        the line protocol, sans-I/O: framing, names, commands
 ``render``          events -> the line protocol's text lines
 ``limits``          the flood policy (a leaky bucket), sans-I/O
+``interfaces``      Session (the door interface), Cluster, User, Outbox
 ``core``            users, rooms, history; each call returns an Outbox
 ``codec``           events <-> JSON between nodes
 ``line_door``       the line-protocol door (TCP, one greenlet per client)

@@ -37,8 +37,6 @@ class ChatService:
         self.core = ChatCore(cluster, history_size=history_size)
         self._publish = publish
         self.sessions: Set[Session] = set()
-        #: Set once everyone is being told goodbye: no more notices about leavers.
-        self.stopping = False
 
     def perform(self, outbox: Outbox) -> None:
         """Deliver, publish, then close what ``outbox`` says. Never blocks
@@ -166,7 +164,10 @@ class ChatServer:
 
     def _start_console(self, host: str, port: int) -> None:
         from .. import console
-        self.console_id = console.start(host, port, commands=self.console_commands())
+        try:
+            self.console_id = console.start(host, port, commands=self.console_commands())
+        except OSError as exc:   # say which address: the chat port's or the console's
+            raise OSError(exc.errno, exc.strerror, f"{host}:{port} (console)") from None
 
     def console_commands(self) -> Dict[str, Callable[[List[str]], str]]:
         """The chat's console commands: rooms, kick NICK, broadcast TEXT."""
@@ -213,7 +214,6 @@ class ChatServer:
         # TODO(issue 14): socket.stop(listen_id, grace) does all of this.
         self.door.close()
         service = self.service
-        service.stopping = True
         notice = Notice(SHUTDOWN_NOTICE)
         sessions = list(service.sessions)
         for session in sessions:
