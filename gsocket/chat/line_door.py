@@ -1,0 +1,207 @@
+"""The line-protocol door (API.md section 8): one greenlet per TCP client.
+
+Each client is a :class:`LineSession`: the core's events are rendered by
+:mod:`gsocket.chat.render` and written with ``socket.write`` (never
+blocking). The reader greenlet splits the input into lines
+(:class:`~gsocket.chat.protocol.LineSplitter`), applies the flood policy and
+hands each line to the service. A client whose pending output passes
+:data:`SLOW_CONSUMER_KIB` (SOCKET_WARNING) is disconnected at once, dropping
+what it did not read, so it never slows anyone else.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Callable, List, Optional
+
+import gevent
+
+from .. import driver as _driver
+from .. import socket
+from .events import Error, ErrorCode, Event
+from .limits import FloodPolicy
+from .protocol import MAX_LINE, LineSplitter, LineTooLong, decode_line
+from .render import render_bytes
+
+__all__ = ["LineSession", "LineDoor", "SLOW_CONSUMER_KIB"]
+
+logger = logging.getLogger("gsocket.chat")
+
+#: Pending output (KiB) that makes a client a slow consumer: skynet's first
+#: SOCKET_WARNING threshold, 1 MiB.
+SLOW_CONSUMER_KIB = 1024
+
+
+class LineSession:
+    """One line-protocol client (the core's Session).
+
+    Deliveries are coalesced: what one turn of the event loop sends to a
+    session goes out as one write (fan-out of a burst of messages costs one
+    system call per member, not one per message), flushed by a callback at
+    the end of the turn, before the loop polls again.
+    """
+
+    door = "line"
+    __slots__ = ("id", "peer", "closed", "close_reason", "_driver", "_loop", "_pending", "user")
+
+    def __init__(self, socket_id: int, peer: str, driver: Any) -> None:
+        self.id = socket_id
+        self.peer = peer
+        self.closed = False
+        self.close_reason: Optional[str] = None
+        self._driver = driver
+        self._loop = gevent.get_hub().loop
+        self._pending: Optional[List[bytes]] = None
+        self.user: Any = None
+
+    def deliver(self, event: Event) -> None:
+        """Render ``event`` as lines and queue them; never blocks."""
+        if self.closed:
+            return
+        data = render_bytes(event)
+        pending = self._pending
+        if pending is None:
+            self._pending = [data]
+            self._loop.run_callback(self.flush)
+        else:
+            pending.append(data)
+
+    def flush(self) -> None:
+        """Write what was delivered since the last flush. Never blocks."""
+        pending, self._pending = self._pending, None
+        if pending and not self.closed:
+            self._driver.send(self.id, pending[0] if len(pending) == 1 else b"".join(pending))
+
+    def close(self, reason: str) -> None:
+        """Close after the queued output (graceful); never blocks. The
+        reader greenlet then sees the close and disconnects the user."""
+        if self.closed:
+            return
+        self.flush()
+        self.closed = True
+        self.close_reason = reason
+        self._driver.close(self.id)
+
+    def drop(self, reason: str) -> None:
+        """Close now, dropping unsent output (a client that does not read)."""
+        self.closed = True
+        self.close_reason = reason
+        self._pending = None
+        self._driver.shutdown(self.id)
+
+    def __repr__(self) -> str:
+        nick = self.user.nick if self.user is not None else "?"
+        return f"<LineSession {self.id} {nick} {self.peer}>"
+
+
+class LineDoor:
+    """Accepts line-protocol clients on a listener and serves each one.
+
+    ``service`` is the :class:`~gsocket.chat.server.ChatService`;
+    ``spawn`` runs a callable in a new greenlet (the server tracks them).
+    """
+
+    def __init__(self, service: Any, spawn: Callable[..., Any], *, line_rate: float = 20.0,
+                 line_burst: int = 40, flood_patience: float = 5.0,
+                 max_line: int = MAX_LINE) -> None:
+        self.service = service
+        self.spawn = spawn
+        self.line_rate = line_rate
+        self.line_burst = line_burst
+        self.flood_patience = flood_patience
+        self.max_line = max_line
+        self.listen_id: Optional[int] = None
+
+    def listen(self, host: str, port: int, reuseport: bool = False, backlog: int = 1024) -> int:
+        """Bind and start accepting; returns the listen id. OSError if the
+        address cannot be bound."""
+        if reuseport:
+            # socket.listen takes reuseport= soon (issue 8); until then the
+            # driver's listen, adopted by the socket layer through start().
+            # start(id, on_accept) below makes it the socket layer's.
+            listen_id = _driver.default().listen(host, port, backlog, 0, reuseport=True)
+        else:
+            listen_id = socket.listen(host, port, backlog)
+        socket.start(listen_id, self._accepted)
+        self.listen_id = listen_id
+        return listen_id
+
+    def close(self) -> None:
+        """Stop accepting (the port is released)."""
+        if self.listen_id is not None:
+            socket.close(self.listen_id)
+            self.listen_id = None
+
+    def _accepted(self, socket_id: int, peer: str) -> None:
+        self.spawn(self.serve, socket_id, peer)
+
+    def serve(self, socket_id: int, peer: str) -> None:
+        """Serve one client until it quits, is disconnected or the server
+        stops. Blocks the calling greenlet (its own)."""
+        try:
+            socket.start(socket_id)
+        except ConnectionError:
+            return
+        socket.nodelay(socket_id)
+        session = LineSession(socket_id, peer, _driver.current())
+        socket.warning(socket_id, lambda id, kib: self._on_warning(session, kib))
+        service = self.service
+        user = None
+        try:
+            user = service.connect(session)
+            session.user = user
+            self._read_lines(session, user)
+        finally:
+            if user is not None:
+                service.disconnect(user, session.close_reason or "disconnected")
+            socket.close(socket_id)
+
+    def _read_lines(self, session: LineSession, user: Any) -> None:
+        socket_id = session.id
+        splitter = LineSplitter(self.max_line)
+        policy = FloodPolicy(self.line_rate, self.line_burst, self.flood_patience)
+        service = self.service
+        clock = time.monotonic
+        while not session.closed:
+            data = socket.read(socket_id)
+            if data is None:
+                return
+            try:
+                lines = splitter.feed(data)
+            except LineTooLong:
+                self._refuse(session, ErrorCode.LINE_TOO_LONG,
+                             f"line too long (over {self.max_line} bytes): disconnecting", "line too long")
+                return
+            for raw in lines:
+                verdict = policy.line(clock())
+                if verdict.disconnect:
+                    self._refuse(session, ErrorCode.FLOOD, "flooding: disconnecting", "flooding")
+                    return
+                if verdict.warn:
+                    logger.info("%s (%s) throttled: over %g lines/s", user.nick, session.peer,
+                                self.line_rate)
+                    session.deliver(Error(ErrorCode.FLOOD,
+                                          f"slow down: over {self.line_rate:g} lines/s, throttled"))
+                if verdict.delay:
+                    gevent.sleep(verdict.delay)
+                text = decode_line(raw)
+                if text is None:
+                    session.deliver(Error(ErrorCode.INVALID_UTF8, "invalid UTF-8: line ignored"))
+                    continue
+                service.line(user, text)
+                if session.closed:
+                    return
+
+    @staticmethod
+    def _refuse(session: LineSession, code: str, text: str, reason: str) -> None:
+        logger.warning("%s (%s): %s", session.user.nick if session.user else "?", session.peer, reason)
+        session.deliver(Error(code, text))
+        session.close(reason)
+
+    @staticmethod
+    def _on_warning(session: LineSession, kib: int) -> None:
+        if kib >= SLOW_CONSUMER_KIB and not session.closed:
+            nick = session.user.nick if session.user is not None else "?"
+            logger.warning("%s (%s) does not read: %d KiB pending, disconnecting", nick, session.peer, kib)
+            session.drop("not reading")
