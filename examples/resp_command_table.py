@@ -51,7 +51,8 @@ class Client:
     multi: Optional[List[List[bytes]]] = None   # commands queued since MULTI
     multi_error: bool = False           # a queued command was refused: EXEC aborts
     watcher: Watcher = field(default_factory=Watcher)
-    close_after_reply: bool = False     # QUIT, a security check: close once replied
+    close_after_reply: bool = False     # QUIT: close once the reply is sent
+    abort_connection: bool = False      # an HTTP request: close now, replies unsent (as Redis)
 
     def info_line(self) -> bytes:
         """The client's line in CLIENT LIST / CLIENT INFO."""

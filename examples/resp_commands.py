@@ -4,7 +4,9 @@
 one ``Client`` per connection (``connect``), feeds the connection's bytes to
 that client's ``parser()`` and hands each command to ``execute``, which
 returns the encoded reply. ``client.close_after_reply`` tells the server to
-close once the reply is sent (QUIT, a protocol attack). Nothing here blocks
+close once the reply is sent (QUIT); ``client.abort_connection`` to close at
+once without sending the replies still unsent (what Redis does when a
+request looks like HTTP: a cross-protocol attack). Nothing here blocks
 or touches a socket, so every reply can be checked without one.
 
 Dispatch follows Redis 7.0's ``processCommand``: an unknown command or
@@ -106,7 +108,7 @@ class RespService:
             if args[0].lower() in _HTTP_COMMANDS:
                 logger.warning("possible cross protocol scripting attack from %s "
                                "(an HTTP request); connection closed", client.address or "?")
-                client.close_after_reply = True
+                client.close_after_reply = client.abort_connection = True
                 return b""
             return self._refuse(client, unknown_command_error(self.table, args))
         if not spec.arity_ok(len(args)):
@@ -214,4 +216,4 @@ def execute_all(service: RespService, client: Client, data: bytes,
                 break
     except ProtocolError as exc:
         replies.append(exc.reply)
-    return b"".join(replies)
+    return b"" if client.abort_connection else b"".join(replies)

@@ -153,6 +153,9 @@ class RespServer:
                     logger.info("protocol error from %s: %s", peer, exc.message)
                     replies.append(exc.reply)
                     client.close_after_reply = True
+                if client.abort_connection:
+                    socket.shutdown(connection_id)      # drop what is still queued, too
+                    break
                 if replies:
                     write(connection_id, replies)
                 if backpressure.congested:

@@ -98,9 +98,11 @@ def echo_command(ctx: Context, client: Client, args: List[bytes]) -> bytes:
 
 
 def select_command(ctx: Context, client: Client, args: List[bytes]) -> bytes:
-    index = integer_arg(args[1], _INT_MIN, _INT_MAX)
+    index = integer_arg(args[1])
     if index is None:
         return NOT_INTEGER
+    if not _INT_MIN <= index <= _INT_MAX:       # Redis' getIntFromObjectOrReply
+        return error_reply(f"value is out of range, value must between {_INT_MIN} and {_INT_MAX}")
     if not 0 <= index < ctx.keyspace.databases:
         return error_reply("DB index is out of range")
     client.db = index
