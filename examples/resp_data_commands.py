@@ -142,11 +142,11 @@ def set_command(ctx: Context, client: Client, args: List[bytes]) -> bytes:
     if get and old is not None and not isinstance(old, bytes):
         return WRONGTYPE
     if (nx and old is not None) or (xx and old is None):
-        return bulk_reply(old) if get else NULL_BULK 
+        return bulk_reply(old) if get else NULL_BULK
     keyspace.set(db, key, args[2], keep_ttl=keep_ttl)
     if unit:
         keyspace.set_expire(db, key, when)
-    return bulk_reply(old) if get else OK 
+    return bulk_reply(old) if get else OK
 
 
 def mget_command(ctx: Context, client: Client, args: List[bytes]) -> bytes:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import heapq
 import time
-from collections import deque
 from typing import Callable, Deque, Dict, Iterator, List, Optional, Set, Tuple, Union
 
 __all__ = ["Keyspace", "Value", "Watcher", "glob_match", "type_name"]

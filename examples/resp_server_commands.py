@@ -56,7 +56,8 @@ def register(table: CommandTable) -> None:
     add("info", -1, ("loading", "stale"), group=server,
         summary="Get information and statistics about the server")(info_command)
 
-    table.container("config", group=server, since="2.0.0", summary="A container for server configuration commands")
+    table.container("config", group=server, since="2.0.0",
+                    summary="A container for server configuration commands")
     add("get", -3, ("admin", "noscript", "loading", "stale"), group=server, since="2.0.0", parent="config",
         summary="Get the values of configuration parameters")(config_get_command)
     add("help", 2, ("loading", "stale"), group=server, since="5.0.0", parent="config",
@@ -73,7 +74,8 @@ def register(table: CommandTable) -> None:
         add(name, arity, ("loading", "stale"), group=server, parent="command", summary=summary,
             since="2.8.13")(command_command)
 
-    table.container("client", group=connection, since="2.4.0", summary="A container for client connection commands")
+    table.container("client", group=connection, since="2.4.0",
+                    summary="A container for client connection commands")
     for name, arity, summary in (
             ("id", 2, "Returns the client ID for the current connection"),
             ("getname", 2, "Get the current connection name"),
@@ -270,7 +272,8 @@ _HELP = {
                 "COUNT", "    Return the total number of commands in this Redis server.",
                 "LIST", "    Return a list of all commands in this Redis server.",
                 "INFO [<command-name> ...]", "    Return details about multiple Redis commands.",
-                "DOCS [<command-name> ...]", "    Return documentation details about multiple Redis commands."],
+                "DOCS [<command-name> ...]",
+                "    Return documentation details about multiple Redis commands."],
     "client": ["ID", "    Return the ID of the current connection.",
                "GETNAME", "    Return the name of the current connection.",
                "SETNAME <name>", "    Assign the name <name> to the current connection.",

@@ -20,7 +20,6 @@ from typing import Iterator, List, Optional
 
 import gevent
 import gevent.socket
-import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -100,7 +99,8 @@ class ExampleProcess:
         wait_for_port(self.port, self.process)
 
     def output(self) -> str:
-        self.log.flush()
+        if not self.log.closed:
+            self.log.flush()
         return self.log_path.read_text(errors="replace")
 
     def stop(self) -> Optional[int]:
@@ -117,30 +117,35 @@ class ExampleProcess:
         self.log_path.unlink(missing_ok=True)
 
 
-@pytest.fixture(scope="session")
-def redis_server() -> Iterator[RedisServer]:
-    """One real redis-server for the whole run (tests FLUSHALL it first)."""
+# Fixture bodies: each test module wraps the ones it needs in its own
+# fixtures (importing fixtures by name would shadow them in every test).
+
+def redis_server_running() -> Iterator[RedisServer]:
+    """A real redis-server, stopped at the end (tests FLUSHALL it first)."""
     server = RedisServer()
-    yield server
-    server.stop()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
-@pytest.fixture(scope="module")
-def resp_process() -> Iterator[ExampleProcess]:
-    """``examples/resp_server.py`` as its own process, for one test module."""
+def example_process_running() -> Iterator[ExampleProcess]:
+    """``examples/resp_server.py`` as its own process."""
     example = ExampleProcess()
-    yield example
-    example.cleanup()
+    try:
+        yield example
+    finally:
+        example.cleanup()
 
 
-@pytest.fixture
-def resp_server(driver) -> Iterator[RespServer]:
-    """The example server in this process (on the test's driver), stopped
-    and leak-checked after the test."""
+def example_in_this_process() -> Iterator[RespServer]:
+    """The example server on the current driver, stopped at the end."""
     server = RespServer()
     server.start("127.0.0.1", 0)
-    yield server
-    server.stop()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 def raw_exchange(port: int, request: bytes, timeout: float = 10.0) -> bytes:

@@ -13,8 +13,19 @@ from typing import List, Union
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from _resp_support import raw_exchange, redis_server  # noqa: F401 - fixture
-from _resp_support import resp_server  # noqa: F401 - fixture
+from _resp_support import example_in_this_process, raw_exchange, redis_server_running
+
+@pytest.fixture(scope="module")
+def redis_server():
+    """A real redis-server for this module."""
+    yield from redis_server_running()
+
+
+@pytest.fixture
+def resp_server(driver):
+    """The example server in this process (leak-checked by ``driver``)."""
+    yield from example_in_this_process()
+
 
 Command = Union[bytes, List[bytes]]
 
@@ -44,7 +55,8 @@ SCRIPTS = {
         b"GET k", b"SET k v", b"GET k", b"SET k v2 GET", b"SET k v3 NX", b"SET k v3 NX GET",
         b"SET new v XX", b"SET new v XX GET", b"SET k v4 XX", b"GET k", b"SET k v nx xx", b"SET k v xx nx",
         b"SET k v EX", b"SET k v EX 0", b"SET k v EX -5", b"SET k v EX x", b"SET k v PX 1.5",
-        b"SET k v EX 10 PX 10", b"SET k v KEEPTTL EX 10", b"SET k v EX 10 KEEPTTL", b"SET k v EX 9223372036854775",
+        b"SET k v EX 10 PX 10", b"SET k v KEEPTTL EX 10", b"SET k v EX 10 KEEPTTL",
+        b"SET k v EX 9223372036854775",
         b"SET k v PX 9223372036854775807", b"SET k v EX 10 EX 20", b"TTL k", b"SET k v KEEPTTL", b"TTL k",
         b"SET k v", b"TTL k", b"SET k v EXAT 1", b"EXISTS k", b"SET k v PXAT 99999999999999", b"EXISTS k",
         b"SET k v foo", b"SET k", b"SET", b"GET", b"GET a b", [b"SET", b"bin\x00key", b"\x00\xff\r\nvalue"],
@@ -59,14 +71,17 @@ SCRIPTS = {
         b"INCR", b"INCRBY n", b"DECRBY n 1 2", b"RPUSH l a", b"INCR l", b"QUIT"),
     "keys": request(
         b"SET a 1", b"SET b 2", b"RPUSH l x", b"EXISTS a b l nokey a", b"EXISTS", b"TYPE a", b"TYPE l",
-        b"TYPE nokey", b"DEL a nokey a", b"DEL", b"EXISTS a", b"DBSIZE", b"DBSIZE x", b"KEYS l", b"KEYS nokey*",
-        b"KEYS", b"KEYS [l]", b"KEYS ?x", b"KEYS [^bx]", b"FLUSHDB x", b"FLUSHDB sync x", b"FLUSHDB ASYNC", b"DBSIZE",
+        b"TYPE nokey", b"DEL a nokey a", b"DEL", b"EXISTS a", b"DBSIZE", b"DBSIZE x", b"KEYS l",
+        b"KEYS nokey*",
+        b"KEYS", b"KEYS [l]", b"KEYS ?x", b"KEYS [^bx]", b"FLUSHDB x", b"FLUSHDB sync x",
+        b"FLUSHDB ASYNC", b"DBSIZE",
         b"SET a 1", b"SELECT 1", b"GET a", b"SET a 2", b"SELECT 0", b"GET a", b"FLUSHALL SYNC", b"SELECT 1",
         b"GET a", b"SELECT 16", b"SELECT -1", b"SELECT x", b"SELECT 2147483648", b"SELECT", b"QUIT"),
     "expire": request(
         b"EXPIRE k 100", b"SET k v", b"TTL k", b"PERSIST k", b"EXPIRE k 100", b"TTL k", b"EXPIRE k 100 NX",
         b"EXPIRE k 50 XX", b"TTL k", b"EXPIRE k 40 GT", b"EXPIRE k 60 GT", b"TTL k", b"EXPIRE k 70 LT",
-        b"EXPIRE k 30 LT", b"TTL k", b"PERSIST k", b"PERSIST k", b"TTL k", b"EXPIRE k 10 XX", b"EXPIRE k 10 GT",
+        b"EXPIRE k 30 LT", b"TTL k", b"PERSIST k", b"PERSIST k", b"TTL k", b"EXPIRE k 10 XX",
+        b"EXPIRE k 10 GT",
         b"EXPIRE k 10 LT", b"TTL k", b"EXPIRE k 10 NX XX", b"EXPIRE k 10 GT LT", b"EXPIRE k 10 NX GT",
         b"EXPIRE k 10 foo", b"EXPIRE k x", b"EXPIRE k 9223372036854775807", b"EXPIRE k -9223372036854775808",
         b"PEXPIRE k 9223372036854775807", b"PEXPIRE k 100000", b"TTL k", b"EXPIRE k -1", b"EXISTS k",
@@ -155,7 +170,8 @@ def test_keys_returns_the_same_set(redis_server, resp_server):
     both(redis_server, resp_server, data)
     for pattern in (b"*", b"a*", b"?", b"*b*", b"[ab]*", b"[^a]*", b"h[ae]llo", b"h\\\\llo", b"a\\*b",
                     b"[\\[]x*", b"*[", b"a[", b"[a-b]?", b"[b-a]", b"*?*?*", b"h*o", b""):
-        assert sorted_keys(redis_server.port, pattern) == sorted_keys(resp_server.address[1], pattern), pattern
+        expected = sorted_keys(redis_server.port, pattern)
+        assert sorted_keys(resp_server.address[1], pattern) == expected, pattern
 
 
 def sorted_keys(port: int, pattern: bytes) -> List[bytes]:
@@ -166,7 +182,8 @@ def sorted_keys(port: int, pattern: bytes) -> List[bytes]:
     return sorted(lines[2:-2:2])
 
 
-GLOB_KEYS = [b"", b"a", b"b", b"ab", b"ba", b"abc", b"a-c", b"^", b"]", b"[", b"\\", b"*", b"?", b"aa", b"bab"]
+GLOB_KEYS = [b"", b"a", b"b", b"ab", b"ba", b"abc", b"a-c", b"^", b"]", b"[", b"\\", b"*", b"?", b"aa",
+             b"bab"]
 GLOB_PATTERNS = st.lists(st.sampled_from([b"a", b"b", b"c", b"*", b"?", b"[", b"]", b"^", b"-", b"\\"]),
                          min_size=1, max_size=7).map(b"".join)
 
