@@ -238,11 +238,14 @@ class RespParser:
 
     def _header_end(self, pos: int, what: str) -> int:
         """Index of the CR ending the header line at ``pos``, -1 while it is
-        incomplete (the CR and one byte after it are needed)."""
+        incomplete (the CR and one byte after it are needed). The search
+        stops after max_inline_length bytes: a longer header is an error
+        however it arrives."""
         buffer = self._buffer
-        cr = buffer.find(b"\r", pos)
-        if cr < 0 or cr - pos > self.max_inline_length:
-            if cr >= 0 or len(buffer) - pos > self.max_inline_length:
+        limit = self.max_inline_length
+        cr = buffer.find(b"\r", pos, pos + limit + 1)
+        if cr < 0:
+            if len(buffer) - pos > limit:
                 raise ProtocolError(f"too big {what}")
             return -1
         if cr + 1 >= len(buffer):
@@ -257,9 +260,10 @@ class RespParser:
                 self._compact(pos)
                 return None
             if buffer[pos] != 0x2A:             # not '*': an inline command
-                newline = buffer.find(b"\n", pos)
-                if newline < 0 or newline - pos > self.max_inline_length:
-                    if newline >= 0 or len(buffer) - pos > self.max_inline_length:
+                limit = self.max_inline_length
+                newline = buffer.find(b"\n", pos, pos + limit + 1)
+                if newline < 0:
+                    if len(buffer) - pos > limit:
                         raise ProtocolError("too big inline request")
                     self._compact(pos)
                     return None
@@ -276,7 +280,7 @@ class RespParser:
             if cr < 0:
                 self._compact(pos)
                 return None
-            count = parse_integer(buffer[pos + 1:cr])
+            count = _header_integer(buffer[pos + 1:cr])
             if count is None or count > self.max_array_length:
                 raise ProtocolError("invalid multibulk length")
             pos = cr + 2
@@ -285,38 +289,65 @@ class RespParser:
                 self._remaining = count
                 self._command_length = 0
         args = self._args
-        while self._remaining:
-            length = self._bulk_length
-            if length < 0:
-                if pos >= len(buffer):
-                    break
-                cr = self._header_end(pos, "bulk count string")
-                if cr < 0:
-                    break
-                if buffer[pos] != 0x24:         # '$'
-                    raise ProtocolError("expected '$', got '%s'" % chr(buffer[pos]))
-                length = parse_integer(buffer[pos + 1:cr])
-                if length is None or length < 0 or length > self.max_bulk_length:
-                    raise ProtocolError("invalid bulk length")
-                if self._command_length + length > self.max_command_length:
-                    raise ProtocolError("too big command")
-                pos = cr + 2
-                self._bulk_length = length
-            end = pos + length
-            if len(buffer) < end + 2:
-                break
-            args.append(bytes(buffer[pos:end]))
-            self._command_length += length
-            pos = end + 2
-            self._bulk_length = -1
-            self._remaining -= 1
-        if self._remaining:
+        remaining = self._remaining
+        length = self._bulk_length
+        command_length = self._command_length
+        size = len(buffer)
+        find = buffer.find
+        limit = self.max_inline_length
+        try:
+            with memoryview(buffer) as view:
+                while remaining:
+                    if length < 0:
+                        if pos >= size:
+                            break
+                        cr = find(b"\r", pos, pos + limit + 1)
+                        if cr < 0:
+                            if size - pos > limit:
+                                raise ProtocolError("too big bulk count string")
+                            break
+                        if cr + 1 >= size:
+                            break
+                        if buffer[pos] != 0x24:         # '$'
+                            raise ProtocolError("expected '$', got '%s'" % chr(buffer[pos]))
+                        digits = buffer[pos + 1:cr]
+                        if digits.isdigit() and len(digits) < 19 and (digits[0] != 0x30 or cr == pos + 2):
+                            length = int(digits)        # the common case, inlined
+                        else:
+                            length = parse_integer(digits)
+                        if length is None or length < 0 or length > self.max_bulk_length:
+                            length = -1
+                            raise ProtocolError("invalid bulk length")
+                        if command_length + length > self.max_command_length:
+                            length = -1
+                            raise ProtocolError("too big command")
+                        pos = cr + 2
+                    end = pos + length
+                    if size < end + 2:
+                        break
+                    args.append(bytes(view[pos:end]))
+                    command_length += length
+                    pos = end + 2
+                    length = -1
+                    remaining -= 1
+        finally:
+            self._remaining = remaining
+            self._bulk_length = length
+            self._command_length = command_length
+        if remaining:
             self._compact(pos)
             return None
         self._args = None
         self._command_length = 0
         self._compact(pos)
         return args
+
+
+def _header_integer(text: bytearray) -> Optional[int]:
+    """A header's number (as parse_integer reads it), fast for plain digits."""
+    if text.isdigit() and len(text) < 19 and (text[0] != 0x30 or len(text) == 1):
+        return int(text)
+    return parse_integer(text)
 
 
 # ---------------------------------------------------------------------- replies
