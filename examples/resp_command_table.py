@@ -15,14 +15,14 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from resp_keyspace import Keyspace, Watcher
 from resp_protocol import (
-    DEFAULT_MAX_ARRAY_LENGTH, DEFAULT_MAX_BULK_LENGTH, DEFAULT_MAX_COMMAND_LENGTH,
-    error_reply, parse_integer,
+    DEFAULT_MAX_ARRAY_LENGTH, DEFAULT_MAX_BULK_LENGTH, DEFAULT_MAX_COMMAND_LENGTH, NULL, NULL_ARRAY,
+    NULL_BULK, error_reply, parse_integer,
 )
 
 __all__ = [
     "CommandSpec", "CommandTable", "Client", "Context", "Handler",
     "WRONGTYPE", "SYNTAX_ERROR", "NOT_INTEGER", "arity_error", "expire_time_error",
-    "integer_arg", "LLONG_MIN", "LLONG_MAX", "REDIS_VERSION",
+    "integer_arg", "LLONG_MIN", "LLONG_MAX", "REDIS_VERSION", "null_bulk", "null_array",
 ]
 
 #: The Redis release whose replies and error texts this server follows.
@@ -53,6 +53,7 @@ class Client:
     watcher: Watcher = field(default_factory=Watcher)
     close_after_reply: bool = False     # QUIT: close once the reply is sent
     abort_connection: bool = False      # an HTTP request: close now, replies unsent (as Redis)
+    resp: int = 2                       # the protocol version chosen with HELLO
 
     def info_line(self) -> bytes:
         """The client's line in CLIENT LIST / CLIENT INFO."""
@@ -164,6 +165,16 @@ class Context:
         """Forget a client that disconnected (and what it WATCHed)."""
         self.keyspace.unwatch(client.watcher)
         self.clients.pop(client.id, None)
+
+
+def null_bulk(client: Client) -> bytes:
+    """A missing value: ``$-1`` in RESP2, ``_`` in RESP3."""
+    return NULL if client.resp == 3 else NULL_BULK
+
+
+def null_array(client: Client) -> bytes:
+    """A missing array: ``*-1`` in RESP2, ``_`` in RESP3."""
+    return NULL if client.resp == 3 else NULL_ARRAY
 
 
 def arity_error(name: str) -> bytes:

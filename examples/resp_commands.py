@@ -23,10 +23,10 @@ from typing import Callable, List, Optional
 
 import resp_data_commands
 import resp_server_commands
-from resp_command_table import Client, CommandTable, Context, arity_error
+from resp_command_table import Client, CommandTable, Context, arity_error, null_array
 from resp_keyspace import Keyspace
 from resp_protocol import (
-    DEFAULT_MAX_ARRAY_LENGTH, DEFAULT_MAX_BULK_LENGTH, DEFAULT_MAX_COMMAND_LENGTH, NULL_ARRAY, OK,
+    DEFAULT_MAX_ARRAY_LENGTH, DEFAULT_MAX_BULK_LENGTH, DEFAULT_MAX_COMMAND_LENGTH, OK,
     QUEUED, ProtocolError, RespParser, array_reply, error_reply,
 )
 
@@ -170,7 +170,7 @@ class RespService:
             self.keyspace.lookup(db, key)      # a watched key that expired is a change
         if client.watcher.dirty:
             self._end_transaction(client)
-            return NULL_ARRAY
+            return null_array(client)
         self._end_transaction(client)
         replies: List[bytes] = []
         for command in queued:

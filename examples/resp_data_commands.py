@@ -12,11 +12,11 @@ from typing import List, Optional
 
 from resp_command_table import (
     LLONG_MAX, LLONG_MIN, NOT_INTEGER, SYNTAX_ERROR, WRONGTYPE, Client, CommandTable, Context,
-    arity_error, expire_time_error, integer_arg,
+    arity_error, expire_time_error, integer_arg, null_array, null_bulk,
 )
 from resp_keyspace import glob_match, type_name
 from resp_protocol import (
-    EMPTY_ARRAY, NULL_ARRAY, NULL_BULK, OK, array_reply, bulk_reply, error_reply, integer_reply,
+    EMPTY_ARRAY, OK, array_reply, bulk_reply, error_reply, integer_reply,
     parse_integer, simple_string,
 )
 
@@ -84,7 +84,7 @@ def register(table: CommandTable) -> None:
 def get_command(ctx: Context, client: Client, args: List[bytes]) -> bytes:
     value = ctx.keyspace.lookup(client.db, args[1])
     if value is None:
-        return NULL_BULK
+        return null_bulk(client)
     if not isinstance(value, bytes):
         return WRONGTYPE
     return b"$%d\r\n%s\r\n" % (len(value), value)
@@ -142,19 +142,20 @@ def set_command(ctx: Context, client: Client, args: List[bytes]) -> bytes:
     if get and old is not None and not isinstance(old, bytes):
         return WRONGTYPE
     if (nx and old is not None) or (xx and old is None):
-        return bulk_reply(old) if get else NULL_BULK
+        return (bulk_reply(old) if old is not None else null_bulk(client)) if get else null_bulk(client)
     keyspace.set(db, key, args[2], keep_ttl=keep_ttl)
     if unit:
         keyspace.set_expire(db, key, when)
-    return bulk_reply(old) if get else OK
+    return (bulk_reply(old) if old is not None else null_bulk(client)) if get else OK
 
 
 def mget_command(ctx: Context, client: Client, args: List[bytes]) -> bytes:
     lookup, db = ctx.keyspace.lookup, client.db
+    null = null_bulk(client)
     replies = []
     for key in args[1:]:
         value = lookup(db, key)
-        replies.append(bulk_reply(value) if isinstance(value, bytes) else NULL_BULK)
+        replies.append(bulk_reply(value) if isinstance(value, bytes) else null)
     return array_reply(replies)
 
 
@@ -316,7 +317,7 @@ def pop_command(ctx: Context, client: Client, args: List[bytes]) -> bytes:
     keyspace, db, key = ctx.keyspace, client.db, args[1]
     value = keyspace.lookup(db, key)
     if value is None:
-        return NULL_BULK if count is None else NULL_ARRAY
+        return null_bulk(client) if count is None else null_array(client)
     if isinstance(value, bytes):
         return WRONGTYPE
     if count == 0:

@@ -1,4 +1,5 @@
-"""RESP2, sans-I/O: a request parser (bytes in, commands out) and reply encoders.
+"""RESP, sans-I/O: a request parser (bytes in, commands out) and reply encoders
+(RESP2, plus the RESP3 types the example's commands answer with).
 
 The parser accepts what Redis 7 accepts, as Redis 7's ``networking.c``
 reads it: a command is either a multibulk array (``*N\\r\\n`` then N bulk
@@ -35,7 +36,8 @@ from typing import Iterator, List, Optional, Sequence, Union
 __all__ = [
     "ProtocolError", "RespParser", "split_inline", "parse_integer",
     "simple_string", "error_reply", "integer_reply", "bulk_reply", "array_reply",
-    "encode", "OK", "NULL_BULK", "NULL_ARRAY", "EMPTY_ARRAY", "QUEUED", "PONG",
+    "map_reply", "verbatim_reply", "encode", "OK", "NULL_BULK", "NULL_ARRAY", "NULL", "EMPTY_ARRAY",
+    "QUEUED", "PONG",
     "INLINE_MAX_SIZE", "DEFAULT_MAX_BULK_LENGTH", "DEFAULT_MAX_ARRAY_LENGTH",
     "DEFAULT_MAX_COMMAND_LENGTH",
 ]
@@ -168,7 +170,7 @@ def split_inline(line: bytes) -> Optional[Command]:
 # ---------------------------------------------------------------------- the request parser
 
 class RespParser:
-    """Incremental RESP2 request parser: ``feed`` bytes as they arrive,
+    """Incremental RESP request parser (requests are the same in RESP2 and 3): ``feed`` bytes as they arrive,
     take whole commands with ``next_command`` (or by iterating). Any split
     of the same bytes gives the same commands and the same error."""
 
@@ -357,6 +359,7 @@ PONG = b"+PONG\r\n"
 QUEUED = b"+QUEUED\r\n"
 NULL_BULK = b"$-1\r\n"
 NULL_ARRAY = b"*-1\r\n"
+NULL = b"_\r\n"              # RESP3's one null
 EMPTY_ARRAY = b"*0\r\n"
 
 _SMALL_INTEGERS = [b":%d\r\n" % n for n in range(-2, 1024)]
@@ -400,6 +403,22 @@ def array_reply(items: Optional[Sequence[bytes]]) -> bytes:
     if items is None:
         return NULL_ARRAY
     return b"*%d\r\n" % len(items) + b"".join(items)
+
+
+def map_reply(items: Sequence[bytes], resp: int = 2) -> bytes:
+    """A map of already encoded keys and values (alternating): RESP3's
+    ``%N``, or a flat array of 2N items for RESP2 (as Redis sends it)."""
+    if resp == 3:
+        return b"%%%d\r\n" % (len(items) // 2) + b"".join(items)
+    return array_reply(items)
+
+
+def verbatim_reply(text: bytes, resp: int = 2) -> bytes:
+    """Text for humans (INFO, CLIENT LIST): RESP3's verbatim string
+    ``=N\r\ntxt:...``, a bulk string for RESP2."""
+    if resp == 3:
+        return b"=%d\r\ntxt:%s\r\n" % (len(text) + 4, text)
+    return bulk_reply(text)
 
 
 Value = Union[None, int, bytes, str, Sequence["Value"]]

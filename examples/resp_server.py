@@ -1,11 +1,12 @@
-"""A Redis-protocol (RESP2) key-value server on gsocket's blocking socket API.
+"""A Redis-protocol key-value server on gsocket's blocking socket API.
 
     python examples/resp_server.py --host 127.0.0.1 --port 6380
     redis-cli -p 6380 set greeting hello        # or redis-benchmark, redis-py ...
 
 Strings, keys with expiry, lists, MULTI/EXEC/WATCH, 16 databases, and the
 handshake commands real clients send (HELLO 2, CLIENT SETNAME, CONFIG GET,
-COMMAND); replies and error texts are Redis 7.0's. Data lives in memory
+COMMAND); replies and error texts are Redis 7.0's, in RESP2, or RESP3
+after ``HELLO 3`` (redis-py 8's default). Data lives in memory
 only. The protocol and the commands are sans-I/O modules next to this file
 (``resp_protocol``, ``resp_commands`` ...); this one does the I/O: one
 greenlet per connection reads what arrived, runs every whole command in it

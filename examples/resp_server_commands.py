@@ -2,8 +2,9 @@
 PING, ECHO, SELECT, QUIT, AUTH, RESET, DBSIZE, FLUSHDB, FLUSHALL, INFO and
 as much of CONFIG GET, COMMAND, CLIENT and HELLO as real clients use when
 they start (redis-cli, redis-benchmark, redis-py). Replies follow Redis 7.0
-(``server.c``, ``networking.c``, ``config.c``, ``db.c``); the server speaks
-RESP2 only, so ``HELLO 3`` is refused with ``-NOPROTO``.
+(``server.c``, ``networking.c``, ``config.c``, ``db.c``). After ``HELLO 3``
+a client gets RESP3 replies: nulls are ``_``, HELLO / CONFIG GET / COMMAND
+DOCS answer maps and INFO / CLIENT LIST verbatim strings, as Redis does.
 """
 
 from __future__ import annotations
@@ -17,11 +18,12 @@ from typing import Dict, List, Optional
 
 from resp_command_table import (
     NOT_INTEGER, REDIS_VERSION, SYNTAX_ERROR, Client, CommandSpec, CommandTable, Context,
-    arity_error, integer_arg,
+    arity_error, integer_arg, null_bulk,
 )
 from resp_keyspace import glob_match
 from resp_protocol import (
-    NULL_BULK, OK, PONG, array_reply, bulk_reply, error_reply, integer_reply, simple_string,
+    OK, PONG, array_reply, bulk_reply, error_reply, integer_reply, map_reply, simple_string,
+    verbatim_reply,
 )
 
 __all__ = ["register", "config_values", "info_text"]
@@ -145,7 +147,7 @@ def hello_command(ctx: Context, client: Client, args: List[bytes]) -> bytes:
         version = integer_arg(args[1])
         if version is None:
             return error_reply("Protocol version is not an integer or out of range")
-        if version != 2:             # RESP3 is not spoken here
+        if version not in (2, 3):
             return error_reply("-NOPROTO unsupported protocol version")
         index = 2
     name: Optional[bytes] = None
@@ -166,15 +168,17 @@ def hello_command(ctx: Context, client: Client, args: List[bytes]) -> bytes:
             return error_reply(b"Syntax error in HELLO option '%s'" % args[index].split(b"\0")[0])
     if name is not None:
         client.name = name
-    return array_reply([
+    if len(args) >= 2:
+        client.resp = int(args[1])
+    return map_reply([
         bulk_reply(b"server"), bulk_reply(b"redis"),
         bulk_reply(b"version"), bulk_reply(REDIS_VERSION.encode()),
-        bulk_reply(b"proto"), integer_reply(2),
+        bulk_reply(b"proto"), integer_reply(client.resp),
         bulk_reply(b"id"), integer_reply(client.id),
         bulk_reply(b"mode"), bulk_reply(b"standalone"),
         bulk_reply(b"role"), bulk_reply(b"master"),
         bulk_reply(b"modules"), array_reply([]),
-    ])
+    ], client.resp)
 
 
 def reset_command(ctx: Context, client: Client, args: List[bytes]) -> bytes:
@@ -183,6 +187,7 @@ def reset_command(ctx: Context, client: Client, args: List[bytes]) -> bytes:
     client.multi_error = False
     client.db = 0
     client.name = b""
+    client.resp = 2
     return simple_string("RESET")
 
 
@@ -243,7 +248,7 @@ def info_text(ctx: Context, sections: List[bytes]) -> bytes:
 
 def info_command(ctx: Context, client: Client, args: List[bytes]) -> bytes:
     ctx.keyspace.expire_due()
-    return bulk_reply(info_text(ctx, args[1:]))
+    return verbatim_reply(info_text(ctx, args[1:]), client.resp)
 
 
 def config_values(ctx: Context) -> Dict[str, str]:
@@ -263,7 +268,7 @@ def config_get_command(ctx: Context, client: Client, args: List[bytes]) -> bytes
         for name, value in values.items():
             if glob_match(pattern, name.encode(), nocase=True):
                 found[name] = value
-    return array_reply([bulk_reply(text.encode()) for pair in found.items() for text in pair])
+    return map_reply([bulk_reply(text.encode()) for pair in found.items() for text in pair], client.resp)
 
 
 _HELP = {
@@ -316,15 +321,15 @@ def command_info(spec: CommandSpec) -> bytes:
     ])
 
 
-def _command_docs(spec: CommandSpec) -> bytes:
+def _command_docs(spec: CommandSpec, resp: int) -> bytes:
     fields = [bulk_reply(b"summary"), bulk_reply(spec.summary.encode()),
               bulk_reply(b"since"), bulk_reply(spec.since.encode()),
               bulk_reply(b"group"), bulk_reply(spec.group.encode())]
     if spec.subcommands:
-        fields += [bulk_reply(b"subcommands"), array_reply(
+        fields += [bulk_reply(b"subcommands"), map_reply(
             [part for sub in spec.subcommands.values()
-             for part in (bulk_reply(sub.name.encode()), _command_docs(sub))])]
-    return array_reply(fields)
+             for part in (bulk_reply(sub.name.encode()), _command_docs(sub, resp))], resp)]
+    return map_reply(fields, resp)
 
 
 def command_command(ctx: Context, client: Client, args: List[bytes]) -> bytes:
@@ -344,9 +349,10 @@ def command_command(ctx: Context, client: Client, args: List[bytes]) -> bytes:
     names = [arg.decode("latin-1").lower() for arg in args[2:]]
     specs = list(table) if not names else [table.commands.get(name) for name in names]
     if sub == b"info":
-        return array_reply([NULL_BULK if spec is None else command_info(spec) for spec in specs])
-    return array_reply([part for spec in specs if spec is not None            # docs
-                        for part in (bulk_reply(spec.name.encode()), _command_docs(spec))])
+        return array_reply([null_bulk(client) if spec is None else command_info(spec) for spec in specs])
+    return map_reply([part for spec in specs if spec is not None            # docs
+                      for part in (bulk_reply(spec.name.encode()), _command_docs(spec, client.resp))],
+                     client.resp)
 
 
 def client_command(ctx: Context, client: Client, args: List[bytes]) -> bytes:
@@ -355,7 +361,7 @@ def client_command(ctx: Context, client: Client, args: List[bytes]) -> bytes:
     if sub == b"id":
         return integer_reply(client.id)
     if sub == b"getname":
-        return bulk_reply(client.name) if client.name else NULL_BULK
+        return bulk_reply(client.name) if client.name else null_bulk(client)
     if sub == b"setname":
         if not _valid_name(args[2]):
             return _BAD_NAME
@@ -364,7 +370,8 @@ def client_command(ctx: Context, client: Client, args: List[bytes]) -> bytes:
     if sub == b"list":
         if len(args) > 2:
             return SYNTAX_ERROR
-        return bulk_reply(b"".join(other.info_line() + b"\n" for other in ctx.clients.values()))
+        return verbatim_reply(b"".join(other.info_line() + b"\n" for other in ctx.clients.values()),
+                              client.resp)
     if sub == b"info":
-        return bulk_reply(client.info_line() + b"\n")
+        return verbatim_reply(client.info_line() + b"\n", client.resp)
     return help_command(ctx, client, args)

@@ -259,6 +259,25 @@ def test_redis_py_pipelines_and_watch(resp_process):
         client.close()
 
 
+def test_redis_py_with_its_default_protocol_resp3(resp_process):
+    client = redis.Redis(port=resp_process.port, socket_timeout=10)     # redis-py 8: HELLO 3
+    try:
+        client.flushall()
+        assert client.connection_pool.get_connection().protocol == 3
+        assert client.set("k", "v") and client.get("k") == b"v" and client.get("nokey") is None
+        assert client.mget("k", "nokey") == [b"v", None] and client.lpop("nokey", 2) is None
+        assert client.set("k", "w", nx=True) is None
+        assert client.config_get("save") == {"save": ""}
+        assert client.info("keyspace") == {"db0": {"keys": 1, "expires": 0, "avg_ttl": 0}}
+        assert client.client_getname() is None
+        with client.pipeline() as pipe:
+            assert pipe.incr("n").incr("n").get("nokey").execute() == [1, 2, None]
+        with client.pipeline(transaction=False) as pipe:
+            assert pipe.set("a", 1).get("a").execute() == [True, b"1"]
+    finally:
+        client.close()
+
+
 def benchmark_payload(size: int = 3) -> bytes:
     """The value redis-benchmark sets (its fixed pseudo-random data)."""
     state, data = 1234, bytearray()

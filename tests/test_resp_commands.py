@@ -118,7 +118,7 @@ def test_client_ids_names_list_and_hello(service):
     assert hello == (b"*14\r\n$6\r\nserver\r\n$5\r\nredis\r\n$7\r\nversion\r\n$5\r\n7.0.0\r\n"
                      b"$5\r\nproto\r\n:2\r\n$2\r\nid\r\n:1\r\n$4\r\nmode\r\n$10\r\nstandalone\r\n"
                      b"$4\r\nrole\r\n$6\r\nmaster\r\n$7\r\nmodules\r\n*0\r\n")
-    assert run(service, first, "HELLO 3") == [b"-NOPROTO unsupported protocol version\r\n"]
+    assert run(service, first, "HELLO 4") == [b"-NOPROTO unsupported protocol version\r\n"]
     listing = run(service, second, "CLIENT LIST")[0]
     lines = listing.split(b"\r\n", 1)[1].rstrip(b"\r\n").split(b"\n")
     assert [line.split()[0] for line in lines] == [b"id=1", b"id=2"]
@@ -129,6 +129,10 @@ def test_client_ids_names_list_and_hello(service):
     service.disconnect(second)
     assert b"id=2" not in run(service, first, "CLIENT LIST")[0]
     assert run(service, first, "RESET", "CLIENT GETNAME") == [b"+RESET\r\n", b"$-1\r\n"]
+    resp3 = run(service, first, "HELLO 3", "GET nokey", "CONFIG GET save", "INFO keyspace", "RESET", "GET x")
+    assert resp3[0].startswith(b"%7\r\n$6\r\nserver\r\n") and b"$5\r\nproto\r\n:3\r\n" in resp3[0]
+    assert resp3[1:] == [b"_\r\n", b"%1\r\n$4\r\nsave\r\n$0\r\n\r\n", b"=16\r\ntxt:# Keyspace\r\n\r\n",
+                         b"+RESET\r\n", b"$-1\r\n"]
 
 
 def test_info_sections(service):

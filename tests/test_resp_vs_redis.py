@@ -8,6 +8,7 @@ both servers close the connection.
 
 from __future__ import annotations
 
+import re
 from typing import List, Union
 
 import pytest
@@ -199,3 +200,20 @@ def test_glob_patterns_match_like_redis(redis_server, resp_server):
         assert sorted_keys(resp_server.address[1], pattern) == sorted_keys(redis_server.port, pattern)
 
     same_keys()
+
+
+def test_same_resp3_replies_as_redis(redis_server, resp_server):
+    """After HELLO 3 (its reply holds the connection id, so it is compared
+    apart): nulls, maps and verbatim strings as Redis 7 sends them."""
+    data = b"FLUSHALL\r\n" + request(
+        b"HELLO 3", b"GET nokey", b"SET a 1", b"MGET a nokey", b"LPOP nokey 2", b"LPOP nokey", b"SET a 2 NX",
+        b"SET a 3 NX GET", b"SET b 1 XX GET", b"CONFIG GET save", b"INFO nosuchsection", b"CLIENT GETNAME",
+        b"WATCH a", b"SET a 4", b"MULTI", b"GET a", b"EXEC", b"COMMAND INFO nosuch", b"RESET", b"GET nokey",
+        b"QUIT")
+    marker = b"$7\r\nmodules\r\n*0\r\n"
+    theirs_hello, _, theirs = raw_exchange(redis_server.port, data).partition(marker)
+    ours_hello, _, ours = raw_exchange(resp_server.address[1], data).partition(marker)
+    assert ours.split(b"\r\n") == theirs.split(b"\r\n")
+    assert theirs.count(b"_\r\n") >= 8 and theirs.endswith(b"+RESET\r\n$-1\r\n+OK\r\n")
+    strip_id = re.compile(rb"\$2\r\nid\r\n:\d+\r\n|\$7\r\nversion\r\n\$\d+\r\n[\d.]+\r\n")
+    assert strip_id.sub(b"", ours_hello) == strip_id.sub(b"", theirs_hello)
