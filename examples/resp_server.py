@@ -16,6 +16,17 @@ answered with ``-ERR Protocol error: ...`` and the connection is closed.
 A client that sends faster than it reads its replies is not read from while
 more than 1 MiB of replies wait for it (gsocket's SOCKET_WARNING), so memory
 stays bounded. Stops cleanly on SIGTERM or SIGINT.
+
+Where it differs from Redis 7.0: memory only (no RDB/AOF, no replication,
+no pub/sub, no other data types or commands than those listed); a single
+``default`` user without password (AUTH and HELLO AUTH accept it with any
+password, as Redis' ``nopass`` default user does); KEYS lists keys in
+insertion order and DBSIZE never counts keys that already expired; at most
+1 Mi arguments per command (``--max-array-length``) and a command over
+``--max-command-length`` bytes gets ``-ERR Protocol error: too big command``
+before the close (Redis closes such a client silently); INFO has fewer
+fields. Everything else a client can see is meant to be Redis' own, and the
+tests compare it with a real redis-server byte for byte.
 """
 
 from __future__ import annotations
