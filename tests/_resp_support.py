@@ -96,7 +96,12 @@ class ExampleProcess:
             [sys.executable, str(EXAMPLES / "resp_server.py"), "--host", "127.0.0.1",
              "--port", str(self.port), *args],
             cwd=ROOT, stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT)
-        wait_for_port(self.port, self.process)
+        try:
+            wait_for_port(self.port, self.process)
+        except AssertionError as exc:
+            output = self.output()
+            self.cleanup()
+            raise AssertionError(f"{exc}; its output: {output}") from None
 
     def output(self) -> str:
         if not self.log.closed:

@@ -36,7 +36,12 @@ class LegacyProcess:
             [sys.executable, *launcher, str(APP), "--host", "127.0.0.1", "--port", str(self.port),
              "--backend-delay", str(DELAY), *args],
             cwd=ROOT, stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT)
-        wait_for_port(self.port, self.process)
+        try:
+            wait_for_port(self.port, self.process)
+        except AssertionError as exc:
+            output = self.output()
+            self.cleanup()
+            raise AssertionError(f"{exc}; its output: {output}") from None
 
     def output(self) -> str:
         return self.log_path.read_text(errors="replace")
