@@ -23,8 +23,12 @@ from __future__ import annotations
 import logging
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
+import weakref
+
 import gevent
 from gevent import get_hub
+from gevent._hub_local import get_hub_if_exists
+from gevent.monkey import get_original, is_module_patched
 from greenlet import getcurrent
 
 from .events import (
@@ -43,6 +47,14 @@ __all__ = [
 ]
 
 logger = logging.getLogger("gsocket.driver")
+threads_logger = logging.getLogger("gsocket.threads")
+
+_get_ident: Callable[[], int] = get_original("_thread", "get_ident")
+
+#: Every driver alive; calls made from a thread without a driver of its own
+#: look here for the default driver of another thread's hub.
+_all_drivers: "weakref.WeakSet[Driver]" = weakref.WeakSet()
+_thread_warning_given = False
 
 Owner = Callable[[int, SocketMessage], None]
 
@@ -68,6 +80,9 @@ class Driver:
     def __init__(self, server: Optional[SocketServer] = None, start: bool = True) -> None:
         self.server = server if server is not None else SocketServer()
         self.hub = get_hub()
+        #: The OS thread whose hub runs this driver (unpatched ident).
+        self.thread_ident = _get_ident()
+        _all_drivers.add(self)
         self._owners: Dict[int, Owner] = {}
         self._next_opaque = 0
         self._dispatcher: Optional[gevent.Greenlet] = None
@@ -197,6 +212,18 @@ class Driver:
         """True when called from the dispatcher greenlet."""
         return getcurrent() is self._dispatcher
 
+    def foreign_thread(self) -> bool:
+        """True when the caller runs in another OS thread than this
+        driver's hub (a real thread of an unpatched legacy app)."""
+        return _get_ident() != self.thread_ident
+
+    def call_threadsafe(self, function: Callable[..., Any], *args: Any) -> None:
+        """Run ``function(*args)`` soon in the hub's thread, in call order
+        with the other calls made from the same thread. Never blocks.
+        ``function`` must not block; what it raises is logged."""
+        if not self._freed:
+            self.server.call_threadsafe(function, *args)
+
     # ------------------------------------------------------------------ operations
 
     def send(self, socket_id: int, data: SendData) -> bool:
@@ -289,8 +316,42 @@ def current() -> Driver:
     """The current hub's driver as it is, even if freed (then every id is
     gone); created only when there has never been one. gsocket.socket uses
     it for calls on existing ids, so that a handler cleaning up after
-    free() does not bring a new driver to life."""
-    driver = getattr(get_hub(), "_gsocket_driver", None)
+    free() does not bring a new driver to life.
+
+    Called from an OS thread that has no driver of its own while exactly
+    one other thread has a live one, it returns that driver: its ids are
+    the only ones the caller can mean (see :meth:`Driver.foreign_thread`).
+    """
+    hub = get_hub_if_exists()
+    driver = getattr(hub, "_gsocket_driver", None) if hub is not None else None
     if driver is None:
+        owner = _other_thread_driver()
+        if owner is not None:
+            return owner
         driver = default()
     return driver
+
+
+def _other_thread_driver() -> Optional[Driver]:
+    """The one live default driver of another OS thread, or None."""
+    me = _get_ident()
+    live = [driver for driver in list(_all_drivers)
+            if driver.thread_ident != me and not driver._freed
+            and getattr(driver.hub, "_gsocket_driver", None) is driver]
+    if len(live) != 1:
+        return None
+    _warn_foreign_thread_once(live[0])
+    return live[0]
+
+
+def _warn_foreign_thread_once(driver: Driver) -> None:
+    global _thread_warning_given
+    if _thread_warning_given or is_module_patched("threading"):
+        return
+    _thread_warning_given = True
+    threads_logger.warning(
+        "gsocket is called from a real OS thread (ident %d), not from the hub's thread (ident %d): "
+        "this process is not monkey-patched, so threading.Thread makes real threads. Their "
+        "non-blocking socket calls (write, close, ...) hop onto the hub in order; blocking calls "
+        "(read, readline, open, ...) raise RuntimeError there. Call gevent.monkey.patch_all() "
+        "first to run such code as greenlets.", _get_ident(), driver.thread_ident)

@@ -19,8 +19,9 @@ at 2**31, so a stale id never reaches a newer socket (skynet's 16-bit tag).
 from __future__ import annotations
 
 import errno
+from collections import deque
 import os
-from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple, Union
+from typing import Any, Callable, Deque, Dict, List, Optional, Sequence, Set, Tuple, Union
 
 import _socket
 import gevent
@@ -74,6 +75,9 @@ class SocketServer:
         self._released = False
         self._connectors: Set[gevent.Greenlet] = set()
         self._reserve_fd: Optional[int] = self._open_reserve_fd()
+        # Calls made from other OS threads, run in order in the hub's thread.
+        # deque.append / popleft are atomic, so the threads need no lock.
+        self._foreign_calls: Deque[Tuple[Callable[..., Any], Tuple[Any, ...]]] = deque()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -523,6 +527,8 @@ class SocketServer:
         if self._other_thread():
             self._from_other_thread(self.close, socket_id)
             return
+        if self._foreign_calls:
+            self.run_foreign_calls()
         slot = self._live(socket_id)
         if slot is not None:
             slot.close()
@@ -532,6 +538,8 @@ class SocketServer:
         if self._other_thread():
             self._from_other_thread(self.shutdown, socket_id)
             return
+        if self._foreign_calls:
+            self.run_foreign_calls()
         slot = self._live(socket_id)
         if slot is not None:
             slot.force_close(report=True)
@@ -539,8 +547,30 @@ class SocketServer:
     def _from_other_thread(self, method: Callable[..., Any], *args: Any) -> bool:
         if self._released:
             return False
-        self._loop.run_callback_threadsafe(method, *args)
+        self.call_threadsafe(method, *args)
         return args[0] in self._slots
+
+    def call_threadsafe(self, function: Callable[..., Any], *args: Any) -> None:
+        """Run ``function(*args)`` soon in the hub's thread; may be called
+        from any thread. Calls run in the order they were made, and before
+        any close or shutdown that the hub's thread makes afterwards, so a
+        thread's writes reach the socket before the hub closes it. What
+        ``function`` raises is logged. Never blocks."""
+        self._foreign_calls.append((function, args))
+        self._loop.run_callback_threadsafe(self.run_foreign_calls)
+
+    def run_foreign_calls(self) -> None:
+        """Run every call queued by :meth:`call_threadsafe` (hub thread only)."""
+        calls = self._foreign_calls
+        while calls:
+            function, args = calls.popleft()
+            if self._released:
+                continue
+            try:
+                function(*args)
+            except Exception:
+                logger.exception("%s%r called from another thread failed",
+                                 getattr(function, "__name__", function), args)
 
     def nodelay(self, socket_id: int) -> None:
         """Set TCP_NODELAY on a TCP socket; ignored for other ids."""

@@ -26,6 +26,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 import _socket
 from gevent import Timeout
 from gevent.hub import Waiter
+from greenlet import getcurrent
 
 from . import driver as _driver
 from .buffer import ReadBuffer
@@ -233,6 +234,7 @@ class SocketPool:
         close, error, abandon) or ``timeout`` passes (TimeoutError)."""
         if entry.reader is not None:
             raise RuntimeError(f"socket {entry.id} is already being read by another greenlet")
+        _refuse_foreign_thread(self, "read")
         if entry.paused:
             logger.debug("resume socket %d", entry.id)
             entry.paused = None
@@ -271,6 +273,31 @@ def _pool(create: bool = False) -> SocketPool:
     if pool is None:
         pool = driver.socket_pool = SocketPool(driver)
     return pool
+
+
+def _refuse_foreign_thread(pool: SocketPool, what: str) -> None:
+    """Blocking calls wait on the hub of the driver's thread: from another
+    OS thread they cannot, so they fail clearly instead of hanging."""
+    if pool.driver.foreign_thread():
+        raise RuntimeError(
+            f"gsocket.socket.{what} blocks, and was called from another OS thread than the "
+            "hub's: blocking gsocket calls work only in greenlets of the hub's thread "
+            "(monkey-patch the process, or hand the work to the hub)")
+
+
+def _hopped(pool: SocketPool, function: Callable[..., Any], *args: Any) -> bool:
+    """From another OS thread, queue ``function(*args)`` for the hub's thread
+    (in call order, before the hub's next close) and return True; from the
+    hub's thread return False and let the caller go on."""
+    if not pool.driver.foreign_thread():
+        return False
+    pool.driver.call_threadsafe(function, *args)
+    return True
+
+
+def _check_id(socket_id: Any) -> None:
+    if isinstance(socket_id, bool) or not isinstance(socket_id, int):
+        raise TypeError(f"socket id must be an int, not {type(socket_id).__name__}")
 
 
 def _stream(socket_id: int) -> Tuple[SocketPool, Optional[_Entry]]:
@@ -490,13 +517,19 @@ def close(socket_id: int) -> None:
     once the socket is closed here; the id is forgotten. Ids this pool does
     not own are left alone (see close_fd)."""
     pool = _pool()
+    if pool.driver.foreign_thread():
+        _check_id(socket_id)
+        _hopped(pool, close, socket_id)
+        return
     entry = pool.entry(socket_id)
     if entry is None:
         return
     entry.paused = False
     entry.connected = False
     pool.server.close(socket_id)
-    if entry.reader is not None and entry.closing is None:   # a second closer need not wait
+    if entry.reader is not None and getcurrent() is pool.hub:   # hopped from a thread: no waiting
+        pool.wake(entry)
+    elif entry.reader is not None and entry.closing is None:   # a second closer need not wait
         pool.driver.before_block()
         waiter = Waiter(pool.hub)
         entry.closing = waiter
@@ -510,6 +543,10 @@ def shutdown(socket_id: int) -> None:
     """Forceful close: drop unsent bytes and close now. A blocked reader
     wakes with None; buffered input stays readable until ``close``."""
     pool = _pool()
+    if pool.driver.foreign_thread():
+        _check_id(socket_id)
+        _hopped(pool, shutdown, socket_id)
+        return
     entry = pool.entry(socket_id)
     pool.server.shutdown(socket_id)
     if entry is not None:
@@ -520,6 +557,10 @@ def shutdown(socket_id: int) -> None:
 def close_fd(socket_id: int) -> None:
     """Close an id this pool never started (e.g. an accepted id you reject)."""
     pool = _pool()
+    if pool.driver.foreign_thread():
+        _check_id(socket_id)
+        _hopped(pool, close_fd, socket_id)
+        return
     if socket_id in pool.entries:
         raise RuntimeError(f"socket {socket_id} is started here: use socket.close")
     pool.abandoned.pop(socket_id, None)
@@ -531,6 +572,10 @@ def abandon(socket_id: int) -> None:
     another greenlet or owner) takes it over with the bytes buffered so
     far. A greenlet blocked reading it wakes with None."""
     pool = _pool()
+    if pool.driver.foreign_thread():
+        _check_id(socket_id)
+        _hopped(pool, abandon, socket_id)
+        return
     entry = pool.entries.pop(socket_id, None)
     if entry is None:
         return
@@ -544,6 +589,10 @@ def abandon(socket_id: int) -> None:
 def pause(socket_id: int) -> None:
     """Stop reading the socket until a greenlet has to wait to read it."""
     pool = _pool()
+    if pool.driver.foreign_thread():
+        _check_id(socket_id)
+        _hopped(pool, pause, socket_id)
+        return
     entry = pool.entry(socket_id)
     if entry is not None and entry.paused is None:
         entry.paused = True
@@ -593,7 +642,7 @@ def onclose(socket_id: int, callback: Callable[[int], Any]) -> None:
 
 
 def nodelay(socket_id: int) -> None:
-    """Set TCP_NODELAY."""
+    """Set TCP_NODELAY. Never blocks."""
     _pool().server.nodelay(socket_id)
 
 
@@ -618,6 +667,7 @@ def resolve(host: str) -> List[str]:
     if not isinstance(host, str):
         raise TypeError(f"host must be a str, not {type(host).__name__}")
     pool = _pool()
+    _refuse_foreign_thread(pool, "resolve")
     pool.driver.before_block()
     infos = pool.hub.resolver.getaddrinfo(host, None, 0, _socket.SOCK_STREAM)
     result: List[str] = []
