@@ -6,14 +6,14 @@ The ``SOCKET_*`` numbers are those of skynet's ``socket_server.h``; the
 
 from __future__ import annotations
 
-from typing import NamedTuple, Optional, Tuple, Union
+from typing import NamedTuple, Optional, Sequence, Tuple, Union
 
 __all__ = [
     "SOCKET_DATA", "SOCKET_CLOSE", "SOCKET_OPEN", "SOCKET_ACCEPT", "SOCKET_ERROR",
     "SOCKET_ERR", "SOCKET_EXIT", "SOCKET_UDP", "SOCKET_WARNING", "EVENT_NAMES",
     "SKYNET_SOCKET_TYPE_DATA", "SKYNET_SOCKET_TYPE_CONNECT", "SKYNET_SOCKET_TYPE_CLOSE",
     "SKYNET_SOCKET_TYPE_ACCEPT", "SKYNET_SOCKET_TYPE_ERROR", "SKYNET_SOCKET_TYPE_UDP",
-    "SKYNET_SOCKET_TYPE_WARNING", "SocketMessage", "SocketInfo",
+    "SKYNET_SOCKET_TYPE_WARNING", "SocketMessage", "SocketInfo", "SendData",
 ]
 
 SOCKET_DATA = 0
@@ -39,6 +39,10 @@ SKYNET_SOCKET_TYPE_ACCEPT = 4
 SKYNET_SOCKET_TYPE_ERROR = 5
 SKYNET_SOCKET_TYPE_UDP = 6
 SKYNET_SOCKET_TYPE_WARNING = 7
+
+#: What ``send``/``write`` accept: bytes-like or str (UTF-8), or a sequence
+#: of those sent as one unit, in order.
+SendData = Union[bytes, bytearray, memoryview, str, Sequence[Union[bytes, bytearray, memoryview, str]]]
 
 
 class SocketMessage(NamedTuple):

@@ -21,7 +21,7 @@ from __future__ import annotations
 import errno
 from collections import deque
 import os
-from typing import Any, Callable, Deque, Dict, List, Optional, Sequence, Set, Tuple, Union
+from typing import Any, Callable, Deque, Dict, List, Optional, Set, Tuple
 
 import _socket
 import gevent
@@ -35,10 +35,15 @@ from ._slot import (
     PROTOCOL_TCP, PROTOCOL_UDP, Slot, error_text, format_address, logger,
 )
 from .events import (
-    SOCKET_ACCEPT, SOCKET_ERROR, SOCKET_EXIT, SOCKET_OPEN, SocketInfo, SocketMessage,
+    SOCKET_ACCEPT, SOCKET_CLOSE, SOCKET_DATA, SOCKET_ERR, SOCKET_ERROR, SOCKET_EXIT,
+    SOCKET_OPEN, SOCKET_UDP, SOCKET_WARNING, SendData, SocketInfo, SocketMessage,
 )
 
-__all__ = ["SocketServer", "SendData", "MAX_SOCKET"]
+__all__ = [
+    "SocketServer", "SocketMessage", "SocketInfo", "SendData", "MAX_SOCKET",
+    "SOCKET_DATA", "SOCKET_CLOSE", "SOCKET_OPEN", "SOCKET_ACCEPT", "SOCKET_ERROR",
+    "SOCKET_ERR", "SOCKET_EXIT", "SOCKET_UDP", "SOCKET_WARNING",
+]
 
 #: skynet socket_server.c MAX_SOCKET: live sockets at most.
 MAX_SOCKET = 65536
@@ -47,8 +52,6 @@ ACCEPT_BATCH = 32
 #: How long a listener stops accepting when fds are exhausted and the
 #: reserve fd could not be used (avoids a busy loop on a level-triggered fd).
 ACCEPT_RETRY_DELAY = 0.1
-
-SendData = Union[bytes, bytearray, memoryview, str, Sequence[Union[bytes, bytearray, memoryview, str]]]
 
 _get_ident: Callable[[], int] = get_original("_thread", "get_ident")
 _ID_MASK = 0x7FFFFFFF
