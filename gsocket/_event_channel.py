@@ -10,7 +10,7 @@ produced in one loop iteration is drained by one wake of the poller.
 from __future__ import annotations
 
 from collections import deque
-from typing import Any, Deque, Optional
+from typing import Any, Callable, Deque, List, Optional
 
 from greenlet import getcurrent
 
@@ -18,9 +18,17 @@ from .events import SocketMessage
 
 _TIMED_OUT = object()
 
+#: Queued events at which crowded() turns true (UDP readers hold off).
+CROWDED = 4096
+#: Queued events at or under which when_drained() callbacks run.
+DRAINED = CROWDED // 4
+
 
 class EventChannel:
-    __slots__ = ("_events", "_loop", "_hub", "_poller", "_wake_scheduled", "push", "__weakref__")
+    """FIFO of SocketMessage between the hub (producers) and one poller."""
+
+    __slots__ = ("_events", "_loop", "_hub", "_poller", "_wake_scheduled", "push",
+                 "_drain_callbacks", "_exit", "__weakref__")
 
     def __init__(self, hub: Any) -> None:
         self._events: Deque[SocketMessage] = deque()
@@ -28,13 +36,32 @@ class EventChannel:
         self._loop = hub.loop
         self._poller: Any = None
         self._wake_scheduled = False
+        self._drain_callbacks: List[Callable[[], None]] = []
+        self._exit: Optional[SocketMessage] = None    # set once closed
         # Bound once: the hot path calls ``channel.push(msg)`` per event.
         self.push = self._push
 
     def __len__(self) -> int:
         return len(self._events)
 
+    def crowded(self) -> bool:
+        """True while so many events wait that producers should hold off."""
+        return len(self._events) >= CROWDED
+
+    def when_drained(self, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` once, from the hub, when the queue has fallen
+        to DRAINED events; never if the channel is closed first."""
+        if self._exit is None:
+            self._drain_callbacks.append(callback)
+
+    def _run_drain_callbacks(self) -> None:
+        callbacks, self._drain_callbacks = self._drain_callbacks, []
+        for callback in callbacks:
+            self._loop.run_callback(callback)
+
     def _push(self, message: SocketMessage) -> None:
+        if self._exit is not None:
+            return
         self._events.append(message)
         if self._poller is not None and not self._wake_scheduled:
             self._wake_scheduled = True
@@ -51,7 +78,11 @@ class EventChannel:
         arrives or ``timeout`` seconds pass (then None)."""
         events = self._events
         if events:
+            if self._drain_callbacks and len(events) <= DRAINED:
+                self._run_drain_callbacks()
             return events.popleft()
+        if self._exit is not None:
+            return self._exit
         if timeout is not None and timeout <= 0:
             return None
         if self._poller is not None:
@@ -68,6 +99,8 @@ class EventChannel:
             while not events:
                 if self._hub.switch() is _TIMED_OUT:
                     return None
+            if self._drain_callbacks and len(events) <= DRAINED:
+                self._run_drain_callbacks()
             return events.popleft()
         finally:
             self._poller = None
@@ -83,5 +116,7 @@ class EventChannel:
         """Drop every queued event; a greenlet blocked in pop() gets
         ``exit_message`` so that it does not outlive the server."""
         self._events.clear()
+        self._drain_callbacks.clear()
         if self._poller is not None:
             self._push(exit_message)
+        self._exit = exit_message

@@ -62,6 +62,8 @@ WARNING_SIZE = 1024 * 1024
 MAX_UDP_PACKAGE = 65535
 #: Reads in one wake-up while every read fills the buffer (fairness cap).
 MAX_READS_PER_WAKEUP = 16
+#: Datagrams read in one wake-up of a UDP reader (fairness cap, like TCP's).
+MAX_DATAGRAMS_PER_WAKEUP = 64
 #: Buffers handed to one sendmsg (well below IOV_MAX = 1024).
 MAX_IOV = 64
 #: Bytes drained from the receive queue before closing, so that close()
@@ -102,7 +104,7 @@ class Slot:
         "bytes_read", "bytes_written", "rtime", "wtime",
         "closing", "close_reported", "peer_closed", "name",
         "udp_default", "connect_addresses", "accept_pause_timer", "bind_was_blocking",
-        "connect_paused",
+        "connect_paused", "throttled",
     )
 
     def __init__(self, server: "SocketServer", socket_id: int, opaque: int, state: int,
@@ -147,6 +149,7 @@ class Slot:
         self.accept_pause_timer: Any = None
         self.bind_was_blocking: Optional[bool] = None
         self.connect_paused = False   # pause() before the connect finished
+        self.throttled = False        # UDP reader waits for the event channel to drain
 
     # ------------------------------------------------------------------ events
 
@@ -176,6 +179,7 @@ class Slot:
         self.reading = True
 
     def stop_reading(self) -> None:
+        self.throttled = False
         if self.reading:
             self.reading = False
             self.read_watcher.stop()
@@ -246,7 +250,15 @@ class Slot:
     def on_datagram(self) -> None:
         recvfrom = self.sock.recvfrom
         emit = self.emit
-        while True:
+        channel = self.server._channel
+        for _ in range(MAX_DATAGRAMS_PER_WAKEUP):
+            if channel.crowded():
+                # The poller is behind: stop reading (the kernel drops what
+                # does not fit, as UDP may) until it has caught up.
+                self.stop_reading()
+                self.throttled = True
+                channel.when_drained(self.end_throttle)
+                return
             try:
                 data, address = recvfrom(MAX_UDP_PACKAGE)
             except _WOULD_BLOCK:
@@ -262,6 +274,12 @@ class Slot:
             self.rtime = self.server._loop.now()
             emit(SocketMessage(SOCKET_UDP, self.id, self.opaque, len(data), data,
                                (address[0], address[1])))
+
+    def end_throttle(self) -> None:
+        if self.throttled:
+            self.throttled = False
+            if self.state != CLOSED:
+                self.start_reading()
 
     def on_acceptable(self) -> None:
         self.server._accept_ready(self)
@@ -431,8 +449,9 @@ class Slot:
         if self.state == CONNECTING:
             return   # the queue flushes once connected, then the fd closes
 
-    def force_close(self, report: bool) -> None:
-        """Close the fd now, dropping anything queued."""
+    def force_close(self, report: bool, drain: int = DRAIN_BEFORE_CLOSE) -> None:
+        """Close the fd now, dropping anything queued; first read up to
+        ``drain`` unread bytes, so that the peer gets FIN rather than RST."""
         if self.state == CLOSED:
             return
         if report:
@@ -456,7 +475,7 @@ class Slot:
         sock = self.sock
         if sock is not None:
             if self.protocol == PROTOCOL_TCP and not self.peer_closed:
-                _drain_receive_queue(sock)
+                _drain_receive_queue(sock, drain)
             sock.close()
             self.sock = None
         elif self.bind_was_blocking is not None:
@@ -475,11 +494,11 @@ def _own(part: Any) -> Buffer:
     return bytes(part)
 
 
-def _drain_receive_queue(sock: Any) -> None:
+def _drain_receive_queue(sock: Any, limit: int) -> None:
     drained = 0
     try:
-        while drained < DRAIN_BEFORE_CLOSE:
-            chunk = sock.recv(65536)
+        while drained < limit:
+            chunk = sock.recv(min(65536, limit - drained))
             if not chunk:
                 return
             drained += len(chunk)

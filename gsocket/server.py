@@ -53,9 +53,62 @@ ACCEPT_BATCH = 32
 #: reserve fd could not be used (avoids a busy loop on a level-triggered fd).
 ACCEPT_RETRY_DELAY = 0.1
 
+#: Seconds a call from another OS thread waits for the hub to answer it.
+FOREIGN_CALL_TIMEOUT = 60.0
+#: Bytes release() reads from each socket's receive queue before closing
+#: (one recv): bounded work per socket, however many sockets there are.
+DRAIN_ON_RELEASE = 64 * 1024
+
 _get_ident: Callable[[], int] = get_original("_thread", "get_ident")
+_allocate_lock: Callable[[], Any] = get_original("_thread", "allocate_lock")
 _ID_MASK = 0x7FFFFFFF
 _NUMERIC = _socket.AI_NUMERICHOST | _socket.AI_NUMERICSERV
+
+
+class _ThreadResult:
+    """The answer to a call that another OS thread waits for: settled once,
+    in the hub's thread; waited for with a real (unpatched) lock."""
+
+    __slots__ = ("_lock", "_value", "_error", "done")
+
+    def __init__(self) -> None:
+        self._lock = _allocate_lock()
+        self._lock.acquire()
+        self._value: Any = None
+        self._error: Optional[BaseException] = None
+        self.done = False
+
+    def run(self, function: Callable[..., Any], args: Tuple[Any, ...]) -> None:
+        try:
+            value = function(*args)
+        except BaseException as err:   # GreenletExit too: release() killed it
+            self.settle(None, err)
+            if not isinstance(err, Exception):
+                raise
+        else:
+            self.settle(value, None)
+
+    def settle(self, value: Any, error: Optional[BaseException]) -> None:
+        if not self.done:
+            self.done = True
+            self._value = value
+            self._error = error
+            self._lock.release()
+
+    def wait(self, timeout: float) -> Any:
+        if not self._lock.acquire(timeout=timeout):
+            raise TimeoutError(f"the hub did not answer within {timeout} s")
+        error = self._error
+        if error is not None:
+            if not isinstance(error, Exception):
+                raise RuntimeError("this SocketServer was released")
+            raise error
+        return self._value
+
+
+def _check_id(socket_id: Any) -> None:
+    if isinstance(socket_id, bool) or not isinstance(socket_id, int):
+        raise TypeError(f"socket id must be an int, not {type(socket_id).__name__}")
 
 
 class SocketServer:
@@ -81,21 +134,33 @@ class SocketServer:
         # Calls made from other OS threads, run in order in the hub's thread.
         # deque.append / popleft are atomic, so the threads need no lock.
         self._foreign_calls: Deque[Tuple[Callable[..., Any], Tuple[Any, ...]]] = deque()
+        # Answers other OS threads wait for (settled, or failed by release()).
+        self._thread_results: Set[_ThreadResult] = set()
 
     # ------------------------------------------------------------------ lifecycle
 
     def release(self) -> None:
         """Force-close every socket (queued bytes are dropped; bound fds are
-        left open) and stop everything this server started. Never blocks."""
+        left open, their blocking flag given back) and stop everything this
+        server started. Bounded work per socket. Later poll() calls return
+        SOCKET_EXIT at once. Returns None; never blocks (from another OS
+        thread it waits for the hub to do it)."""
+        if self._other_thread():
+            if not self._released:
+                self._in_hub(self.release)
+            return
         if self._released:
             return
         self._released = True
         for connector in list(self._connectors):
             connector.kill(block=False)
         for slot in list(self._slots.values()):
-            slot.force_close(report=False)
+            slot.force_close(report=False, drain=DRAIN_ON_RELEASE)
         self._slots.clear()
         self._channel.close(SocketMessage(SOCKET_EXIT, 0, 0, 0, None))
+        for result in list(self._thread_results):
+            result.settle(None, RuntimeError("this SocketServer was released"))
+        self._thread_results.clear()
         if self._reserve_fd is not None:
             os.close(self._reserve_fd)
             self._reserve_fd = None
@@ -106,11 +171,19 @@ class SocketServer:
 
     def poll(self, timeout: Optional[float] = None) -> Optional[SocketMessage]:
         """Return the next event, blocking the calling greenlet until one is
-        ready; None only when ``timeout`` seconds passed first."""
+        ready; None only when ``timeout`` seconds passed first. After
+        release() it returns SOCKET_EXIT at once. Only the hub's thread may
+        poll (RuntimeError from another OS thread)."""
+        if self._other_thread():
+            raise RuntimeError("poll() must run in the thread of the SocketServer's hub")
         return self._channel.pop(timeout)
 
     def exit(self) -> None:
-        """Queue a SOCKET_EXIT event (for the loop that polls this server)."""
+        """Queue a SOCKET_EXIT event (for the loop that polls this server).
+        Returns None; never blocks."""
+        if self._other_thread():
+            self.call_threadsafe(self.exit)
+            return
         self._channel.push(SocketMessage(SOCKET_EXIT, 0, 0, 0, None))
 
     @property
@@ -163,6 +236,8 @@ class SocketServer:
             return _socket.getaddrinfo(host, port, 0, socktype, 0, flags | _NUMERIC)
         except _socket.gaierror:
             pass
+        if self._other_thread():   # a real thread may block: resolve right here
+            return _socket.getaddrinfo(host, port, 0, socktype, 0, flags)
         return self._hub.resolver.getaddrinfo(host, port, 0, socktype, 0, flags)
 
     # ------------------------------------------------------------------ TCP: listen / accept
@@ -177,6 +252,8 @@ class SocketServer:
         opaque = check_opaque(opaque)
         if not isinstance(backlog, int) or backlog < 1:
             raise ValueError("backlog must be a positive int")
+        if self._other_thread():
+            return self._in_hub(self.listen, host, port, backlog, opaque, reuseport, blocking=True)
         family, socktype, proto, _, sockaddr = self._resolve(host, port, _socket.SOCK_STREAM, True)[0]
         sock = _socket.socket(family, socktype, proto)
         try:
@@ -197,7 +274,11 @@ class SocketServer:
 
     def address(self, socket_id: int) -> Optional[Tuple[str, int]]:
         """(host, port): the bound address of a listener or UDP socket, the
-        peer of a connection; None if the id is gone or unconnected."""
+        peer of a connection; None if the id is gone or unconnected. Never
+        blocks (from another OS thread it waits for the hub's answer)."""
+        if self._other_thread():
+            _check_id(socket_id)
+            return self._in_hub(self.address, socket_id)
         slot = self._live(socket_id)
         if slot is None or slot.sock is None:
             return None
@@ -283,6 +364,7 @@ class SocketServer:
         if opaque is not None:
             opaque = check_opaque(opaque)
         if self._other_thread():
+            _check_id(socket_id)
             self._from_other_thread(self.start, socket_id, opaque)
             return
         slot = self._live(socket_id)
@@ -318,6 +400,7 @@ class SocketServer:
         """Read again after pause(), without an event (start() emits OPEN
         "transfer"). Ignored for ids that are gone or not started."""
         if self._other_thread():
+            _check_id(socket_id)
             self._from_other_thread(self.resume, socket_id)
             return
         slot = self._live(socket_id)
@@ -330,6 +413,7 @@ class SocketServer:
     def pause(self, socket_id: int) -> None:
         """Stop reading (or accepting) until start(id). Never blocks."""
         if self._other_thread():
+            _check_id(socket_id)
             self._from_other_thread(self.pause, socket_id)
             return
         slot = self._live(socket_id)
@@ -359,6 +443,8 @@ class SocketServer:
         host = required_host(host, "connect")
         port = check_port(port)
         opaque = check_opaque(opaque)
+        if self._other_thread():
+            return self._in_hub(self.connect, host, port, opaque)
         try:
             addresses = _socket.getaddrinfo(host, port, 0, _socket.SOCK_STREAM, 0, _NUMERIC)
         except _socket.gaierror:
@@ -454,6 +540,8 @@ class SocketServer:
         host = required_host(host, "block_connect")
         port = check_port(port)
         opaque = check_opaque(opaque)
+        if self._other_thread():
+            return self._in_hub(self.block_connect, host, port, opaque, blocking=True)
         last_error: Optional[OSError] = None
         for info in self._resolve(host, port, _socket.SOCK_STREAM):
             sock = self._open_stream(info)
@@ -488,6 +576,8 @@ class SocketServer:
         if isinstance(fd, bool) or not isinstance(fd, int):
             raise TypeError(f"fd must be an int, not {type(fd).__name__}")
         opaque = check_opaque(opaque)
+        if self._other_thread():
+            return self._in_hub(self.bind, fd, opaque)
         was_blocking = os.get_blocking(fd)   # OSError(EBADF) for a bad fd
         os.set_blocking(fd, False)
         try:
@@ -507,6 +597,7 @@ class SocketServer:
         live socket (or was closed). Bytes go out in call order."""
         data = normalize(data)
         if self._other_thread():
+            _check_id(socket_id)
             return self._from_other_thread(self.send, socket_id, frozen(data))
         slot = self._live(socket_id)
         if slot is None:
@@ -518,6 +609,7 @@ class SocketServer:
         data is pending. Never blocks; False if the id is not live."""
         data = normalize(data)
         if self._other_thread():
+            _check_id(socket_id)
             return self._from_other_thread(self.send_lowpriority, socket_id, frozen(data))
         slot = self._live(socket_id)
         if slot is None:
@@ -528,6 +620,7 @@ class SocketServer:
         """Graceful close: stop reading, report CLOSE, flush every queued
         byte, then close the fd. Unknown ids are ignored. Never blocks."""
         if self._other_thread():
+            _check_id(socket_id)
             self._from_other_thread(self.close, socket_id)
             return
         if self._foreign_calls:
@@ -539,6 +632,7 @@ class SocketServer:
     def shutdown(self, socket_id: int) -> None:
         """Forceful close: drop queued bytes, close now, report CLOSE (once)."""
         if self._other_thread():
+            _check_id(socket_id)
             self._from_other_thread(self.shutdown, socket_id)
             return
         if self._foreign_calls:
@@ -552,6 +646,29 @@ class SocketServer:
             return False
         self.call_threadsafe(method, *args)
         return args[0] in self._slots
+
+    def _in_hub(self, function: Callable[..., Any], *args: Any, blocking: bool = False) -> Any:
+        """From another OS thread: run ``function(*args)`` in the hub's
+        thread (in a greenlet of its own when it may block) and return its
+        result here, raising here what it raised."""
+        if self._released:
+            raise RuntimeError("this SocketServer was released")
+        result = _ThreadResult()
+        self.call_threadsafe(self._answer_thread, result, function, args, blocking)
+        return result.wait(FOREIGN_CALL_TIMEOUT)
+
+    def _answer_thread(self, result: _ThreadResult, function: Callable[..., Any],
+                       args: Tuple[Any, ...], blocking: bool) -> None:
+        if self._released:
+            result.settle(None, RuntimeError("this SocketServer was released"))
+        elif not blocking:
+            result.run(function, args)
+        else:
+            self._thread_results.add(result)
+            greenlet = gevent.spawn(result.run, function, args)
+            self._connectors.add(greenlet)
+            greenlet.link(self._connectors.discard)
+            greenlet.link(lambda _: self._thread_results.discard(result))
 
     def call_threadsafe(self, function: Callable[..., Any], *args: Any) -> None:
         """Run ``function(*args)`` soon in the hub's thread; may be called
@@ -568,6 +685,8 @@ class SocketServer:
         while calls:
             function, args = calls.popleft()
             if self._released:
+                if function == self._answer_thread:
+                    args[0].settle(None, RuntimeError("this SocketServer was released"))
                 continue
             try:
                 function(*args)
@@ -578,6 +697,7 @@ class SocketServer:
     def nodelay(self, socket_id: int) -> None:
         """Set TCP_NODELAY on a TCP socket; ignored for other ids."""
         if self._other_thread():
+            _check_id(socket_id)
             self._from_other_thread(self.nodelay, socket_id)
             return
         slot = self._live(socket_id)
@@ -609,6 +729,8 @@ class SocketServer:
         host = check_host(host)
         port = check_port(port)
         opaque = check_opaque(opaque)
+        if self._other_thread():
+            return self._in_hub(self.udp, host, port, opaque, blocking=True)
         if host is None and port == 0:
             return self._udp_socket(_socket.AF_INET, None, opaque)
         family, _, _, _, sockaddr = self._resolve(host, port, _socket.SOCK_DGRAM, True)[0]
@@ -619,6 +741,8 @@ class SocketServer:
         host = check_host(host)
         port = check_port(port)
         opaque = check_opaque(opaque)
+        if self._other_thread():
+            return self._in_hub(self.udp_listen, host, port, opaque, blocking=True)
         family, _, _, _, sockaddr = self._resolve(host, port, _socket.SOCK_DGRAM, True)[0]
         return self._udp_socket(family, sockaddr, opaque)
 
@@ -627,6 +751,8 @@ class SocketServer:
         host = required_host(host, "udp_dial")
         port = check_port(port)
         opaque = check_opaque(opaque)
+        if self._other_thread():
+            return self._in_hub(self.udp_dial, host, port, opaque, blocking=True)
         family, _, _, _, sockaddr = self._resolve(host, port, _socket.SOCK_DGRAM)[0]
         socket_id = self._udp_socket(family, None, opaque)
         self._slots[socket_id].udp_default = sockaddr
@@ -634,18 +760,28 @@ class SocketServer:
 
     def udp_connect(self, socket_id: int, host: str, port: int) -> None:
         """Set the default destination of a UDP socket. A family mismatch
-        emits ERROR "protocol mismatch"."""
+        emits ERROR "protocol mismatch". A host name is resolved in the
+        calling greenlet (or thread), never in the hub. Returns None."""
         host = required_host(host, "udp_connect")
         port = check_port(port)
-        if self._other_thread():
-            self._from_other_thread(self.udp_connect, socket_id, host, port)
+        _check_id(socket_id)
+        if self._udp_slot(socket_id) is None:
             return
-        slot = self._live(socket_id)
+        destinations = self._udp_destinations(host, port)
+        if self._other_thread():
+            self._from_other_thread(self._udp_connect_to, socket_id, host, destinations)
+            return
+        self._udp_connect_to(socket_id, host, destinations)
+
+    def _udp_connect_to(self, socket_id: int, host: str,
+                        destinations: List[Tuple[int, Any]]) -> None:
+        slot = self._slots.get(socket_id)
         if slot is None:
             return
-        if slot.protocol != PROTOCOL_UDP:
-            raise ValueError(f"socket {socket_id} is not a UDP socket")
-        family, _, _, _, sockaddr = self._resolve(host, port, _socket.SOCK_DGRAM)[0]
+        if not destinations:
+            logger.warning("udp_connect %d: cannot resolve %s", socket_id, host)
+            return
+        family, sockaddr = destinations[0]
         if family != slot.family:
             logger.warning("udp_connect %d: protocol mismatch for %s", socket_id, host)
             slot.message(SOCKET_ERROR, 0, "protocol mismatch")
@@ -653,45 +789,68 @@ class SocketServer:
         slot.udp_default = sockaddr
         slot.name = format_address(sockaddr)
 
+    def _udp_slot(self, socket_id: int) -> Optional[Slot]:
+        """The live UDP slot of ``socket_id``; ValueError for another kind.
+        Read-only, so safe from any thread."""
+        slot = self._slots.get(socket_id)
+        if slot is not None and slot.protocol != PROTOCOL_UDP:
+            raise ValueError(f"socket {socket_id} is not a UDP socket")
+        return slot
+
+    def _udp_destinations(self, host: str, port: int) -> List[Tuple[int, Any]]:
+        """(family, sockaddr) pairs for a datagram destination, resolved by
+        the caller ([] when the name does not resolve)."""
+        try:
+            infos = self._resolve(host, port, _socket.SOCK_DGRAM)
+        except OSError:
+            return []
+        return [(info[0], info[4]) for info in infos]
+
     def udp_send(self, socket_id: int, address: Optional[Tuple[str, int]], data: SendData) -> bool:
         """Send one datagram to ``address`` (host, port), or to the default
-        destination when None. False when the id is gone, no destination is
-        known, or the address family does not match the socket."""
+        destination when None. Returns False when the id is gone, no
+        destination is known, or the address family does not match the
+        socket. Never blocks, except to resolve a host name (in the calling
+        greenlet or thread, never in the hub)."""
         data = normalize(data)
-        if self._other_thread():
-            return self._from_other_thread(self.udp_send, socket_id, address, frozen(data))
-        slot = self._live(socket_id)
-        if slot is None or slot.state == CLOSED or slot.closing:
-            return False
-        if slot.protocol != PROTOCOL_UDP:
-            raise ValueError(f"socket {socket_id} is not a UDP socket")
-        return self._udp_send_slot(slot, address, data)
-
-    def _udp_send_slot(self, slot: Slot, address: Any, data: Any) -> bool:
-        if isinstance(data, list):
-            data = b"".join(data)
-        if address is None:
-            sockaddr = slot.udp_default
-            if sockaddr is None:
-                logger.warning("udp socket %d: set udp address first", slot.id)
-                return False
-        else:
+        _check_id(socket_id)
+        destinations: Optional[List[Tuple[int, Any]]] = None
+        if address is not None:
             if not isinstance(address, tuple) or len(address) < 2:
                 raise TypeError("udp address must be a (host, port) tuple")
             host = check_host(address[0])
             port = check_port(address[1])
-            try:
-                infos = _socket.getaddrinfo(host, port, slot.family, _socket.SOCK_DGRAM, 0, _NUMERIC)
-            except _socket.gaierror:
-                try:
-                    infos = self._resolve(host, port, _socket.SOCK_DGRAM)
-                except OSError:
-                    return False
-                infos = [info for info in infos if info[0] == slot.family]
-            if not infos:
-                logger.warning("udp socket %d: type mismatch for %r", slot.id, address)
+        slot = self._udp_slot(socket_id)
+        if slot is None or slot.state == CLOSED or slot.closing:
+            return False
+        if address is not None:
+            destinations = self._udp_destinations(host, port)   # type: ignore[arg-type]
+        if self._other_thread():
+            return self._from_other_thread(self._udp_send_to, socket_id, destinations, frozen(data))
+        return self._udp_send_to(socket_id, destinations, data)
+
+    def _udp_send_to(self, socket_id: int, destinations: Optional[List[Tuple[int, Any]]],
+                     data: Any) -> bool:
+        slot = self._slots.get(socket_id)
+        if slot is None or slot.state == CLOSED or slot.closing:
+            return False
+        if destinations is None:
+            return self._udp_send_slot(slot, None, data)
+        for family, sockaddr in destinations:
+            if family == slot.family:
+                return self._udp_send_slot(slot, sockaddr, data)
+        logger.warning("udp socket %d: no %s address among %r", slot.id,
+                       "IPv6" if slot.family == _socket.AF_INET6 else "IPv4", destinations)
+        return False
+
+    def _udp_send_slot(self, slot: Slot, sockaddr: Any, data: Any) -> bool:
+        if isinstance(data, list):
+            data = b"".join(data)
+        if sockaddr is None:
+            sockaddr = slot.udp_default
+            if sockaddr is None:
+                logger.warning("udp socket %d: set udp address first", slot.id)
                 return False
-            sockaddr = infos[0][4]
         if not slot.high:
             try:
                 slot.sock.sendto(data, sockaddr)
@@ -731,7 +890,11 @@ class SocketServer:
     # ------------------------------------------------------------------ info
 
     def info(self) -> List[SocketInfo]:
-        """A netstat row for every live socket, in id order."""
+        """A netstat row for every live socket, in id order: one snapshot
+        taken in the hub's thread. Never blocks (from another OS thread it
+        waits for the hub's answer)."""
+        if self._other_thread():
+            return self._in_hub(self.info) if not self._released else []
         rows = []
         for socket_id in sorted(self._slots):
             slot = self._slots[socket_id]
