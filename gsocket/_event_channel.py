@@ -5,12 +5,19 @@ greenlet of the hub's thread) push events; one greenlet at a time pops them
 in ``poll``. Pushing never switches greenlets: the first push after the
 poller went to sleep schedules a single wake-up callback, so every event
 produced in one loop iteration is drained by one wake of the poller.
+
+Stalls: the poller's owner may hand down ``on_stall``, a callable run from
+the hub when events wait and nobody polls (the greenlet that should poll has
+switched away, say blocked inside an owner callback). The check is armed
+only when an event is pushed while nobody polls, or when pop leaves events
+queued, at most once per loop turn: nothing on the path where the poller
+waits and one event arrives.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from typing import Any, Deque, Optional
+from typing import Any, Callable, Deque, Optional
 
 from greenlet import getcurrent
 
@@ -20,7 +27,8 @@ _TIMED_OUT = object()
 
 
 class EventChannel:
-    __slots__ = ("_events", "_loop", "_hub", "_poller", "_wake_scheduled", "push", "__weakref__")
+    __slots__ = ("_events", "_loop", "_hub", "_poller", "_wake_scheduled", "push",
+                 "on_stall", "_stall_check_armed", "__weakref__")
 
     def __init__(self, hub: Any) -> None:
         self._events: Deque[SocketMessage] = deque()
@@ -28,6 +36,9 @@ class EventChannel:
         self._loop = hub.loop
         self._poller: Any = None
         self._wake_scheduled = False
+        #: Called from the hub when events wait while nobody polls (or None).
+        self.on_stall: Optional[Callable[[], None]] = None
+        self._stall_check_armed = False
         # Bound once: the hot path calls ``channel.push(msg)`` per event.
         self.push = self._push
 
@@ -36,9 +47,22 @@ class EventChannel:
 
     def _push(self, message: SocketMessage) -> None:
         self._events.append(message)
-        if self._poller is not None and not self._wake_scheduled:
-            self._wake_scheduled = True
-            self._loop.run_callback(self._wake)
+        if self._poller is not None:
+            if not self._wake_scheduled:
+                self._wake_scheduled = True
+                self._loop.run_callback(self._wake)
+        elif self.on_stall is not None and not self._stall_check_armed:
+            self._arm_stall_check()
+
+    def _arm_stall_check(self) -> None:
+        self._stall_check_armed = True
+        self._loop.run_callback(self._check_stall)
+
+    def _check_stall(self) -> None:
+        self._stall_check_armed = False
+        hook = self.on_stall
+        if hook is not None and self._poller is None and self._events:
+            hook()
 
     def _wake(self) -> None:
         self._wake_scheduled = False
@@ -51,7 +75,10 @@ class EventChannel:
         arrives or ``timeout`` seconds pass (then None)."""
         events = self._events
         if events:
-            return events.popleft()
+            message = events.popleft()
+            if events and self.on_stall is not None and not self._stall_check_armed:
+                self._arm_stall_check()
+            return message
         if timeout is not None and timeout <= 0:
             return None
         if self._poller is not None:
@@ -68,7 +95,10 @@ class EventChannel:
             while not events:
                 if self._hub.switch() is _TIMED_OUT:
                     return None
-            return events.popleft()
+            message = events.popleft()
+            if events and self.on_stall is not None and not self._stall_check_armed:
+                self._arm_stall_check()
+            return message
         finally:
             self._poller = None
             if timer is not None:
@@ -82,6 +112,7 @@ class EventChannel:
     def close(self, exit_message: SocketMessage) -> None:
         """Drop every queued event; a greenlet blocked in pop() gets
         ``exit_message`` so that it does not outlive the server."""
+        self.on_stall = None
         self._events.clear()
         if self._poller is not None:
             self._push(exit_message)
