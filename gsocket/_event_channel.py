@@ -5,6 +5,13 @@ greenlet of the hub's thread) push events; one greenlet at a time pops them
 in ``poll``. Pushing never switches greenlets: the first push after the
 poller went to sleep schedules a single wake-up callback, so every event
 produced in one loop iteration is drained by one wake of the poller.
+
+Stalls: the poller's owner may hand down ``on_stall``, a callable run from
+the hub when events wait and nobody polls (the greenlet that should poll has
+switched away, say blocked inside an owner callback). The check is armed
+only when an event is pushed while nobody polls, or when pop leaves events
+queued, at most once per loop turn: nothing on the path where the poller
+waits and one event arrives.
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ class EventChannel:
     """FIFO of SocketMessage between the hub (producers) and one poller."""
 
     __slots__ = ("_events", "_loop", "_hub", "_poller", "_wake_scheduled", "push",
-                 "_drain_callbacks", "_exit", "__weakref__")
+                 "_drain_callbacks", "_exit", "on_stall", "_stall_check_armed", "__weakref__")
 
     def __init__(self, hub: Any) -> None:
         self._events: Deque[SocketMessage] = deque()
@@ -38,6 +45,9 @@ class EventChannel:
         self._wake_scheduled = False
         self._drain_callbacks: List[Callable[[], None]] = []
         self._exit: Optional[SocketMessage] = None    # set once closed
+        #: Called from the hub when events wait while nobody polls (or None).
+        self.on_stall: Optional[Callable[[], None]] = None
+        self._stall_check_armed = False
         # Bound once: the hot path calls ``channel.push(msg)`` per event.
         self.push = self._push
 
@@ -63,9 +73,22 @@ class EventChannel:
         if self._exit is not None:
             return
         self._events.append(message)
-        if self._poller is not None and not self._wake_scheduled:
-            self._wake_scheduled = True
-            self._loop.run_callback(self._wake)
+        if self._poller is not None:
+            if not self._wake_scheduled:
+                self._wake_scheduled = True
+                self._loop.run_callback(self._wake)
+        elif self.on_stall is not None and not self._stall_check_armed:
+            self._arm_stall_check()
+
+    def _arm_stall_check(self) -> None:
+        self._stall_check_armed = True
+        self._loop.run_callback(self._check_stall)
+
+    def _check_stall(self) -> None:
+        self._stall_check_armed = False
+        hook = self.on_stall
+        if hook is not None and self._poller is None and self._events:
+            hook()
 
     def _wake(self) -> None:
         self._wake_scheduled = False
@@ -80,7 +103,10 @@ class EventChannel:
         if events:
             if self._drain_callbacks and len(events) <= DRAINED:
                 self._run_drain_callbacks()
-            return events.popleft()
+            message = events.popleft()
+            if events and self.on_stall is not None and not self._stall_check_armed:
+                self._arm_stall_check()
+            return message
         if self._exit is not None:
             return self._exit
         if timeout is not None and timeout <= 0:
@@ -101,7 +127,10 @@ class EventChannel:
                     return None
             if self._drain_callbacks and len(events) <= DRAINED:
                 self._run_drain_callbacks()
-            return events.popleft()
+            message = events.popleft()
+            if events and self.on_stall is not None and not self._stall_check_armed:
+                self._arm_stall_check()
+            return message
         finally:
             self._poller = None
             if timer is not None:
@@ -115,6 +144,7 @@ class EventChannel:
     def close(self, exit_message: SocketMessage) -> None:
         """Drop every queued event; a greenlet blocked in pop() gets
         ``exit_message`` so that it does not outlive the server."""
+        self.on_stall = None
         self._events.clear()
         self._drain_callbacks.clear()
         if self._poller is not None:

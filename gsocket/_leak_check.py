@@ -16,13 +16,11 @@ from ._greenlet_report import describe_greenlet, live_greenlets
 if TYPE_CHECKING:  # pragma: no cover
     from greenlet import greenlet as RawGreenlet
 
-__all__ = ["LEAK_GRACE", "LeakCheck", "LeakReport", "HUB_DRIVER_ATTR"]
+__all__ = ["LEAK_GRACE", "LeakCheck", "LeakReport"]
 
 #: Seconds the leak check waits for leftovers to go away before it reports
 #: them (a killed greenlet or a closed socket may need a few hub turns).
 LEAK_GRACE = 1.0
-#: Attribute of the hub where gsocket.driver.default() keeps its driver.
-HUB_DRIVER_ATTR = "_gsocket_driver"
 
 
 def _open_fds() -> Dict[int, str]:
@@ -135,8 +133,10 @@ class LeakCheck:
 
         # The hub opens its loop fds (epoll, eventfd) on first use; make sure
         # that happens before the snapshot, not in the first test that uses it.
-        hub = gevent.get_hub()
-        self._default_driver = getattr(hub, HUB_DRIVER_ATTR, None)
+        from .driver import installed
+
+        gevent.get_hub()
+        self._default_driver = installed()
         self._fds = set(_open_fds().items())
         self._greenlets = weakref.WeakSet(live_greenlets())
 
@@ -175,6 +175,8 @@ class LeakCheck:
         """Fail the test if leftovers remain after the grace period."""
         import gevent
 
+        from .driver import installed
+
         deadline = time.monotonic() + self.grace
         report = self.leaks()
         while report and time.monotonic() < deadline:
@@ -183,7 +185,7 @@ class LeakCheck:
         if report:
             text = report.format()
             del report
-            driver = getattr(gevent.get_hub(), HUB_DRIVER_ATTR, None)
+            driver = installed()
             if driver is not None and driver is not self._default_driver \
                     and not getattr(driver, "freed", True):
                 text += ("\nhint: gsocket's default driver was created during this "

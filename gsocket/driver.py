@@ -9,13 +9,28 @@ socket's owner; the dispatcher translates the event type to its
 opaque with ``(skynet_type, message)``. Owners are plain callables: the
 ``gsocket.socket`` layer is one, a gate or a user's handler can be others.
 
-Owners run inside the dispatcher, so they must not block. A blocking gsocket
-call made from an owner callback (say an accept callback that reads) calls
-:meth:`Driver.before_block` first, which hands the dispatcher's job to a
-fresh greenlet, so events keep flowing while that callback waits; the old
-dispatcher greenlet ends when its callback returns. This is how skynet runs
-each socket message in its own coroutine, at the price of one greenlet only
-when a callback really blocks.
+Owners run inside the dispatcher. An owner callback may block in any way
+(``gevent.sleep``, a queue, an Event, a monkey-patched ``time.sleep`` or
+``requests.get``, a blocking gsocket call): the dispatcher's job then passes
+to a fresh greenlet, so other sockets keep flowing, and the old dispatcher
+greenlet ends when its callback returns. This is how skynet runs each
+socket message in its own coroutine, at the price of one greenlet only when
+a callback really blocks. Two signals, both exact and off the hot path:
+
+* gsocket's own blocking calls call :meth:`Driver.before_block` first;
+* the event channel reports a *stall*: events wait while nobody polls, seen
+  from the hub (so the dispatcher greenlet has switched away) while the
+  dispatcher is inside an owner callback. A callback that blocks without
+  any event waiting costs nothing; the first event pushed meanwhile (or one
+  left queued behind the blocked message) brings a new dispatcher.
+
+The default driver of a hub
+---------------------------
+:func:`default`, :func:`current`, :func:`installed` and
+:func:`install_default` are the one place that knows where a hub keeps its
+default driver; nothing else in gsocket reads or writes it. A driver whose
+dispatcher ended (after :meth:`Driver.exit`) frees itself, so ``default()``
+never hands out a driver that nobody dispatches.
 """
 
 from __future__ import annotations
@@ -40,7 +55,7 @@ from .events import (
 from .server import SendData, SocketServer
 
 __all__ = [
-    "Driver", "default", "current", "Owner",
+    "Driver", "default", "current", "installed", "install_default", "hub_thread_driver", "Owner",
     "SKYNET_SOCKET_TYPE_DATA", "SKYNET_SOCKET_TYPE_CONNECT", "SKYNET_SOCKET_TYPE_CLOSE",
     "SKYNET_SOCKET_TYPE_ACCEPT", "SKYNET_SOCKET_TYPE_ERROR", "SKYNET_SOCKET_TYPE_UDP",
     "SKYNET_SOCKET_TYPE_WARNING",
@@ -87,6 +102,8 @@ class Driver:
         self._next_opaque = 0
         self._dispatcher: Optional[gevent.Greenlet] = None
         self._retired: List[Any] = []
+        #: True while the current dispatcher greenlet is inside route().
+        self._in_route = False
         self._freed = False
         #: Per-driver state of the gsocket.socket layer (created on first use).
         self.socket_pool: Any = None
@@ -103,10 +120,16 @@ class Driver:
             self._spawn_dispatcher()
 
     def _spawn_dispatcher(self) -> None:
+        self._in_route = False
         self._dispatcher = gevent.spawn(self._dispatch_loop)
+        _watch_stalls(self.server, self._on_stall)
 
     def exit(self) -> None:
-        """Ask the dispatcher to stop after the events already queued."""
+        """Ask the dispatcher to stop after the events already queued; when
+        it reaches the EXIT event the driver frees itself (every socket is
+        closed, blocked readers get None), so that no socket call waits on a
+        driver nobody dispatches. A driver polled by hand (``start=False``)
+        sees EXIT as ``poll() == 0`` instead. Never blocks."""
         self.server.exit()
 
     def free(self) -> None:
@@ -130,6 +153,7 @@ class Driver:
 
     @property
     def freed(self) -> bool:
+        """True once :meth:`free` ran (also after EXIT ended the dispatcher)."""
         return self._freed
 
     # ------------------------------------------------------------------ owners
@@ -154,16 +178,36 @@ class Driver:
     # ------------------------------------------------------------------ dispatch
 
     def _dispatch_loop(self) -> None:
-        pop = self.server._channel.pop
+        poll = self.server.poll
         route = self.route
         me = getcurrent()
         while self._dispatcher is me:
-            message = pop()
+            message = poll()
             if message is None or message.type == SOCKET_EXIT:
                 if self._dispatcher is me:
                     self._dispatcher = None
+                    if message is not None and not self._freed:
+                        # Nobody dispatches this driver any more: free it,
+                        # or its sockets would wait for events forever.
+                        self.free()
                 return
+            self._in_route = True
             route(message)
+            if self._dispatcher is me:
+                self._in_route = False
+
+    def _on_stall(self) -> None:
+        # Called from the hub by the event channel: events wait and nobody
+        # polls. Inside route() that means an owner callback blocked.
+        if self._in_route and not self._freed and self._dispatcher is not getcurrent():
+            self._take_over()
+
+    def _take_over(self) -> None:
+        dispatcher = self._dispatcher
+        self._retired = [g for g in self._retired if not g.dead]
+        if dispatcher is not None:
+            self._retired.append(dispatcher)
+        self._spawn_dispatcher()
 
     def poll(self, timeout: Optional[float] = None) -> int:
         """Route one event by hand (skynet_socket_poll): 0 after EXIT, -1 if
@@ -201,12 +245,11 @@ class Driver:
     def before_block(self) -> None:
         """Called by gsocket before the current greenlet blocks: if it is
         the dispatcher (an owner callback is about to wait), a new
-        dispatcher takes over so that events keep flowing."""
-        current = getcurrent()
-        if current is self._dispatcher and not self._freed:
-            self._retired = [g for g in self._retired if not g.dead]
-            self._retired.append(current)
-            self._spawn_dispatcher()
+        dispatcher takes over at once so that events keep flowing. Never
+        blocks. (A callback that blocks otherwise is caught by the stall
+        signal, see the module docstring.)"""
+        if getcurrent() is self._dispatcher and not self._freed:
+            self._take_over()
 
     def in_dispatcher(self) -> bool:
         """True when called from the dispatcher greenlet."""
@@ -301,14 +344,42 @@ class Driver:
         return self.server.info()
 
 
+#: The hub attribute holding its default driver: read and written only by
+#: default(), current(), installed() and install_default() below.
+_HUB_ATTRIBUTE = "_gsocket_driver"
+
+
+def installed(hub: Any = None) -> Optional[Driver]:
+    """The default driver of ``hub`` (the current thread's when None) as it
+    is, even if freed; None when it has none. Creates nothing, never
+    blocks."""
+    if hub is None:
+        hub = get_hub_if_exists()
+        if hub is None:
+            return None
+    return getattr(hub, _HUB_ATTRIBUTE, None)
+
+
+def install_default(driver: Optional[Driver], hub: Any = None) -> Optional[Driver]:
+    """Make ``driver`` the default driver of ``hub`` (the current thread's
+    when None; ``driver`` None removes it) and return the previous one, so
+    that ``install_default(previous)`` restores it. Never blocks."""
+    if hub is None:
+        hub = get_hub() if driver is None else driver.hub
+    previous = getattr(hub, _HUB_ATTRIBUTE, None)
+    setattr(hub, _HUB_ATTRIBUTE, driver)
+    return previous
+
+
 def default() -> Driver:
     """The driver of the current thread's hub, created (and started) on
-    first use; a new one replaces a driver that was freed."""
+    first use; a new one replaces a driver that was freed (also by the end
+    of its dispatcher after :meth:`Driver.exit`). Never blocks."""
     hub = get_hub()
-    driver = getattr(hub, "_gsocket_driver", None)
+    driver = getattr(hub, _HUB_ATTRIBUTE, None)
     if driver is None or driver._freed:
         driver = Driver()
-        hub._gsocket_driver = driver
+        setattr(hub, _HUB_ATTRIBUTE, driver)
     return driver
 
 
@@ -322,8 +393,7 @@ def current() -> Driver:
     one other thread has a live one, it returns that driver: its ids are
     the only ones the caller can mean (see :meth:`Driver.foreign_thread`).
     """
-    hub = get_hub_if_exists()
-    driver = getattr(hub, "_gsocket_driver", None) if hub is not None else None
+    driver = installed()
     if driver is None:
         owner = _other_thread_driver()
         if owner is not None:
@@ -332,12 +402,34 @@ def current() -> Driver:
     return driver
 
 
+def thread_ident() -> int:
+    """The calling OS thread's ident (the real one, also under monkey-patching)."""
+    return _get_ident()
+
+
+def hub_thread_driver() -> Optional[Driver]:
+    """For a call made in an OS thread that has no driver of its own: the
+    one live default driver of another thread (whose ids the caller means),
+    else None. Never blocks, creates nothing."""
+    if installed() is not None:
+        return None
+    return _other_thread_driver()
+
+
+def _watch_stalls(server: SocketServer, hook: Callable[[], None]) -> None:
+    # The event channel calls ``hook`` from the hub when events wait while
+    # nobody polls (see the module docstring). The one place the driver
+    # reaches past the server's public operations: the channel is the
+    # server's, and the hook must be handed down to it.
+    server._channel.on_stall = hook
+
+
 def _other_thread_driver() -> Optional[Driver]:
     """The one live default driver of another OS thread, or None."""
     me = _get_ident()
     live = [driver for driver in list(_all_drivers)
             if driver.thread_ident != me and not driver._freed
-            and getattr(driver.hub, "_gsocket_driver", None) is driver]
+            and getattr(driver.hub, _HUB_ATTRIBUTE, None) is driver]
     if len(live) != 1:
         return None
     _warn_foreign_thread_once(live[0])

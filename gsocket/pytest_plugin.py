@@ -51,7 +51,7 @@ from typing import (
 import pytest
 
 from ._greenlet_report import blocked_greenlets_report, live_greenlets
-from ._leak_check import HUB_DRIVER_ATTR, LEAK_GRACE, LeakCheck, LeakReport
+from ._leak_check import LEAK_GRACE, LeakCheck, LeakReport
 from ._tcp_peer import PEER_TIMEOUT, PeerClosed, TcpPeerFactory
 from ._tcp_peer import free_tcp_port as free_tcp_port_number
 
@@ -394,20 +394,16 @@ def gsocket_driver() -> Iterator["Driver"]:
     ``gsocket.socket`` and ``gsocket.skynet`` calls use it, and nothing they
     open outlives the test; the previous default comes back afterwards.
     """
-    import gevent
+    from gsocket.driver import Driver, install_default, installed
 
-    from gsocket.driver import Driver
-
-    hub = gevent.get_hub()
-    previous = getattr(hub, HUB_DRIVER_ATTR, None)
     driver = Driver()
-    setattr(hub, HUB_DRIVER_ATTR, driver)
+    previous = install_default(driver)
     try:
         yield driver
     finally:
         driver.free()
-        if getattr(hub, HUB_DRIVER_ATTR, None) in (driver, None):
-            setattr(hub, HUB_DRIVER_ATTR, previous)
+        if installed(driver.hub) in (driver, None):
+            install_default(previous, driver.hub)
 
 
 @pytest.fixture

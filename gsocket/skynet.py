@@ -90,7 +90,9 @@ def exit() -> None:  # noqa: A001 - skynet's name
     if service.exit_event is not None:
         service.exit_event.set()
     else:
-        _driver.current().free()
+        driver = _driver.installed()
+        if driver is not None:
+            driver.free()
 
 
 def fork(fn: Callable[..., Any], *args: Any) -> gevent.Greenlet:
@@ -99,8 +101,11 @@ def fork(fn: Callable[..., Any], *args: Any) -> gevent.Greenlet:
 
 
 def sleep(seconds: float) -> None:
-    """Block the calling greenlet for ``seconds`` (0 yields)."""
-    _driver.current().before_block()
+    """Block the calling greenlet for ``seconds`` (0 yields); returns None.
+    Creates no driver."""
+    driver = _driver.installed()
+    if driver is not None:
+        driver.before_block()
     gevent.sleep(seconds)
 
 
@@ -120,7 +125,9 @@ def wait(token: Optional[Hashable] = None) -> Any:
     service = _service()
     if token in service.sleepers:
         raise RuntimeError(f"a greenlet is already waiting on {token!r}")
-    _driver.current().before_block()
+    driver = _driver.installed()
+    if driver is not None:
+        driver.before_block()
     waiter = Waiter()
     service.sleepers[token] = waiter
     try:

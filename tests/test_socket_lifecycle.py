@@ -627,7 +627,7 @@ def test_warning_on_unknown_id_raises() -> None:
 
 def test_invalid_and_disconnected(pair: Pair) -> None:
     assert gs.invalid(777777) is True
-    assert gs.disconnected(777777) is None
+    assert gs.disconnected(777777) is True          # unknown: a bool too
     assert gs.invalid(pair.id) is False
     assert gs.disconnected(pair.id) is False
     pair.client.close()
@@ -636,7 +636,10 @@ def test_invalid_and_disconnected(pair: Pair) -> None:
     assert gs.disconnected(pair.id) is True
     gs.close(pair.id)
     assert gs.invalid(pair.id) is True
-    assert gs.disconnected(pair.id) is None
+    assert gs.disconnected(pair.id) is True          # closed and forgotten
+    assert gs.disconnected(0) is True and gs.disconnected(-5) is True
+    with pytest.raises(TypeError):
+        gs.disconnected("2")
 
 
 # ---------------------------------------------------------------------- limit

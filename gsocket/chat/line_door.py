@@ -116,13 +116,7 @@ class LineDoor:
     def listen(self, host: str, port: int, reuseport: bool = False, backlog: int = 1024) -> int:
         """Bind and start accepting; returns the listen id. OSError if the
         address cannot be bound."""
-        if reuseport:
-            # socket.listen takes reuseport= soon (issue 8); until then the
-            # driver's listen, adopted by the socket layer through start().
-            # start(id, on_accept) below makes it the socket layer's.
-            listen_id = _driver.default().listen(host, port, backlog, 0, reuseport=True)
-        else:
-            listen_id = socket.listen(host, port, backlog)
+        listen_id = socket.listen(host, port, backlog, reuseport=reuseport)
         socket.start(listen_id, self._accepted)
         self.listen_id = listen_id
         return listen_id
