@@ -176,7 +176,7 @@ def test_bad_requests_get_400_and_close(web: ChatServer) -> None:
     for garbage in (b"NOT HTTP AT ALL\r\n\r\n", b"GET / HTTP/1.1\r\nHost: x\r\nbad header line\r\n\r\n",
                     b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\0" * 40 + b"\r\n\r\n"):
         reply = raw_exchange(port, garbage)
-        assert reply.startswith(b"HTTP/1.1 400 Bad Request\r\n"), (garbage, reply)
+        assert reply.startswith(b"HTTP/1.1 400 "), (garbage, reply)
         assert b"\r\nConnection: close\r\n" in reply
     huge = b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 40000     # a head that never ends
     assert raw_exchange(port, huge).startswith(b"HTTP/1.1 431 ")
@@ -185,8 +185,8 @@ def test_bad_requests_get_400_and_close(web: ChatServer) -> None:
     assert reply.startswith(b"HTTP/1.1 200 OK\r\n") and reply.endswith(WebSite.shipped_files()["chat.css"])
     reply = raw_exchange(port, b"GET /nothing HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
     assert reply.startswith(b"HTTP/1.1 404 Not Found\r\n")
-    # A client that half-closes in the middle of its request: 400, then EOF.
-    assert raw_exchange(port, b"GET / HTTP/1.1\r\nHo", half_close=True).startswith(b"HTTP/1.1 400 ")
+    # A client that half-closes in the middle of its request: EOF, no answer.
+    assert raw_exchange(port, b"GET / HTTP/1.1\r\nHo", half_close=True) == b""
     # One that just vanishes is forgotten.
     gevent.socket.create_connection(("127.0.0.1", port)).close()
     client = HttpClient(port)

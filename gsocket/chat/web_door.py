@@ -1,11 +1,12 @@
 """The browser door (API.md section 8, ``--web PORT``): one HTTP port with
 the chat page at ``/`` and the line protocol over a WebSocket at ``/ws``.
 
-Each connection gets a greenlet. It reads HTTP requests with h11 (keep-alive,
-one at a time) and answers them from :class:`~gsocket.chat.web_site.WebSite`
-(static files, 404, 405; 400 for a request h11 cannot parse), until a
-request asks for the WebSocket at ``/ws``: then the connection is handed to
-:mod:`gsocket.websocket` and its user is a :class:`WebSession`, a chat user
+Each connection gets a greenlet. It reads HTTP requests with
+:mod:`gsocket.http` (h11; keep-alive, one at a time) and answers them from
+:class:`~gsocket.chat.web_site.WebSite` (static files, 404, 405; 400 / 408 /
+431 for what h11 refuses), until a request asks for the WebSocket at
+``/ws``: then :func:`gsocket.websocket.accept_request` takes the
+connection over and its user is a :class:`WebSession`, a chat user
 like any ``nc`` user: each server line is one text message, each message
 from the browser is one line (several if it holds LFs) with the line door's
 limits (line length, flood policy, slow consumer).
@@ -16,21 +17,20 @@ from __future__ import annotations
 import logging
 import time
 from http import HTTPStatus
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, List, Optional
 
 import gevent
-import h11
 
 from .. import driver as _driver
-from .. import socket
+from .. import http, socket, websocket
 from .events import Error, ErrorCode, Event
 from .limits import FloodPolicy
 from .line_door import SLOW_CONSUMER_KIB
 from .protocol import MAX_LINE, decode_line
 from .render import render_lines
-from .web_site import Reply, WebSite
+from .web_site import WEBSOCKET_PATH, Reply, WebSite
 
-__all__ = ["WebDoor", "WebSession", "MAX_REQUEST_HEAD", "KEEPALIVE_TIMEOUT"]
+__all__ = ["WebDoor", "WebSession", "MAX_REQUEST_HEAD", "KEEPALIVE_TIMEOUT", "MAX_MESSAGE"]
 
 logger = logging.getLogger("gsocket.chat")
 
@@ -43,10 +43,9 @@ MAX_REQUEST_BODY = 64 * 1024
 KEEPALIVE_TIMEOUT = 30.0
 #: Requests served on one connection before it is closed.
 MAX_REQUESTS_PER_CONNECTION = 100
-
-
-class _ClientGone(Exception):
-    """The peer closed, timed out or sent garbage: stop serving it."""
+#: Largest WebSocket message from a browser (a paste of several lines);
+#: beyond it the WebSocket closes with 1009.
+MAX_MESSAGE = 16 * MAX_LINE
 
 
 class WebSession:
@@ -54,21 +53,23 @@ class WebSession:
     protocol's lines, each sent as one WebSocket text message."""
 
     door = "web"
-    __slots__ = ("id", "peer", "closed", "close_reason", "user", "_driver")
+    __slots__ = ("id", "peer", "closed", "close_reason", "user", "closer", "_driver", "_spawn")
 
-    def __init__(self, socket_id: int, peer: str, driver: Any) -> None:
+    def __init__(self, socket_id: int, peer: str, driver: Any, spawn: Callable[..., Any]) -> None:
         self.id = socket_id
         self.peer = peer
         self.closed = False
         self.close_reason: Optional[str] = None
         self.user: Any = None
+        #: The greenlet closing the WebSocket, once close() was called.
+        self.closer: Any = None
         self._driver = driver
+        self._spawn = spawn
 
     def deliver(self, event: Event) -> None:
         """Send ``event`` as text messages, one per line; never blocks."""
         if self.closed:
             return
-        from .. import websocket
         for line in render_lines(event):
             websocket.write(self.id, line)
 
@@ -79,8 +80,8 @@ class WebSession:
             return
         self.closed = True
         self.close_reason = reason
-        from .. import websocket
-        gevent.spawn(websocket.close, self.id, 1000, reason[:100])
+        # websocket.close waits for the browser's reply: not here.
+        self.closer = self._spawn(websocket.close, self.id, 1000, reason[:100])
 
     def drop(self, reason: str) -> None:
         """Close now, dropping unsent output (a browser that does not read)."""
@@ -144,123 +145,73 @@ class WebDoor:
         except ConnectionError:
             return
         socket.nodelay(socket_id)
-        connection = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_REQUEST_HEAD)
+        request: Optional[http.HttpRequest] = None
         try:
             for _ in range(MAX_REQUESTS_PER_CONNECTION):
-                request = self._next_request(connection, socket_id, peer)
+                try:
+                    request = http.read_request(socket_id, timeout=self.keepalive_timeout,
+                                                max_header=MAX_REQUEST_HEAD, max_body=MAX_REQUEST_BODY,
+                                                previous=request)
+                except http.HttpError as exc:
+                    logger.info("web %s: bad request: %s", peer, exc)
+                    http.write_error(socket_id, exc.status, exc.message)
+                    return
                 if request is None:
                     return
-                method = request.method.decode("ascii", "replace")
-                target = request.target.decode("ascii", "replace")
-                headers = self._headers(request)
-                if self.site.is_websocket(method, target) and "websocket" in headers.get("upgrade", "").lower():
-                    self._upgrade(socket_id, peer, connection, request)
+                if self.site.is_websocket(request.method, request.target) and \
+                        "websocket" in request.headers.get("upgrade", "").lower():
+                    self._chat(socket_id, peer, request)
                     return
-                reply = self.site.respond(method, target, headers)
-                logger.debug("web %s %s %s -> %d", peer, method, target, reply.status)
-                if not self._send(connection, socket_id, reply):
+                reply = self.site.respond(request.method, request.target, request.headers)
+                logger.debug("web %s %s %s -> %d", peer, request.method, request.target, reply.status)
+                if not self._send(socket_id, request, reply):
                     return
-                if not self._finish_request(connection, socket_id):
-                    return
-                connection.start_next_cycle()
-        except _ClientGone:
-            return
         finally:
             socket.close(socket_id)
 
     @staticmethod
-    def _headers(request: h11.Request) -> Dict[str, str]:
-        headers: Dict[str, str] = {}
-        for name, value in request.headers:
-            key = name.decode("latin-1")      # h11 gives names in lower case
-            text = value.decode("latin-1")
-            headers[key] = f"{headers[key]}, {text}" if key in headers else text
-        return headers
-
-    def _receive(self, connection: h11.Connection, socket_id: int) -> None:
+    def _send(socket_id: int, request: http.HttpRequest, reply: Reply) -> bool:
+        """Write ``reply``; True when the connection stays open for the
+        next request (keep-alive), False once it is closed."""
         try:
-            data = socket.read(socket_id, timeout=self.keepalive_timeout)
-        except TimeoutError:
-            raise _ClientGone("idle") from None
-        connection.receive_data(data or b"")
-
-    def _next_request(self, connection: h11.Connection, socket_id: int, peer: str) -> Optional[h11.Request]:
-        """The next request head, or None when the client is done (closed,
-        idle, or sent something h11 refuses: then it got a 4xx)."""
-        while True:
-            try:
-                event = connection.next_event()
-            except h11.RemoteProtocolError as exc:
-                status = exc.error_status_hint if 400 <= exc.error_status_hint < 500 else 400
-                logger.info("web %s: bad request (%s): %d", peer, exc, status)
-                if connection.our_state in (h11.IDLE, h11.SEND_RESPONSE):
-                    body = f"bad request: {exc}\n".encode()
-                    reply = Reply(status, [("Content-Type", "text/plain; charset=utf-8"),
-                                           ("Content-Length", str(len(body))), ("Connection", "close")],
-                                  body)
-                    self._send(connection, socket_id, reply, force=True)
-                return None
-            if event is h11.NEED_DATA:
-                self._receive(connection, socket_id)
-            elif isinstance(event, h11.Request):
-                return event
-            else:       # ConnectionClosed, or PAUSED after a close
-                return None
-
-    def _finish_request(self, connection: h11.Connection, socket_id: int) -> bool:
-        """Read past the request's body (if any); True when the connection
-        can serve another request."""
-        skipped = 0
-        while connection.their_state is h11.SEND_BODY:
-            try:
-                event = connection.next_event()
-            except h11.RemoteProtocolError:
-                return False
-            if event is h11.NEED_DATA:
-                self._receive(connection, socket_id)
-            elif isinstance(event, h11.Data):
-                skipped += len(event.data)
-                if skipped > MAX_REQUEST_BODY:
-                    return False
-            elif not isinstance(event, h11.EndOfMessage):
-                return False
-        return connection.our_state is h11.DONE and connection.their_state is h11.DONE
-
-    @staticmethod
-    def _send(connection: h11.Connection, socket_id: int, reply: Reply, force: bool = False) -> bool:
-        """Write ``reply``; False if the socket is gone or h11 refuses."""
-        headers = [("Server", "gsocket-chat"), *reply.headers]
-        try:
-            reason = HTTPStatus(reply.status).phrase.encode()
+            reason = HTTPStatus(reply.status).phrase
         except ValueError:
-            reason = b""
-        try:
-            if force:       # after a protocol error h11 is in ERROR: build the reply by hand
-                status_line = b"HTTP/1.1 %d %s\r\n" % (reply.status, reason)
-                head = b"".join(name.encode() + b": " + value.encode() + b"\r\n" for name, value in headers)
-                data = status_line + head + b"\r\n" + reply.body
-            else:
-                data = connection.send(h11.Response(status_code=reply.status, headers=headers, reason=reason))
-                if reply.body:
-                    data += connection.send(h11.Data(data=reply.body))
-                data += connection.send(h11.EndOfMessage())
-        except h11.LocalProtocolError as exc:
-            logger.warning("web reply %d refused by h11: %s", reply.status, exc)
-            return False
-        return socket.write(socket_id, data)
+            reason = ""
+        close = reply.status == 400         # a client that sends nonsense: done with it
+        return http.write_response(socket_id, reply.status, [("Server", "gsocket-chat"), *reply.headers],
+                                   reply.body, request=request, close=close, reason=reason)
 
     # ------------------------------------------------------------------ WebSocket
 
-    def _upgrade(self, socket_id: int, peer: str, connection: h11.Connection, request: h11.Request) -> None:
-        raise NotImplementedError("waiting for gsocket.websocket")
+    def _chat(self, socket_id: int, peer: str, request: http.HttpRequest) -> None:
+        """The upgrade at /ws: the browser becomes a chat user until the
+        WebSocket closes."""
+        if not websocket.accept_request(socket_id, request, path=WEBSOCKET_PATH,
+                                        max_message=MAX_MESSAGE):
+            return
+        session = WebSession(socket_id, peer, _driver.current(), self.spawn)
+        socket.warning(socket_id, lambda id, kib: self._on_warning(session, kib))
+        service = self.service
+        user = None
+        try:
+            user = service.connect(session)
+            session.user = user
+            self._read_messages(session, user)
+        finally:
+            if user is not None:
+                service.disconnect(user, session.close_reason or "disconnected")
+            if session.closer is not None:      # let the close handshake finish
+                session.closer.join(websocket.CLOSE_TIMEOUT + 1)
+            elif not session.closed:
+                session.closed = True
+                websocket.close(socket_id, 1000, "")
 
     def _read_messages(self, session: WebSession, user: Any) -> None:
-        from .. import websocket
         policy = FloodPolicy(self.line_rate, self.line_burst, self.flood_patience)
         service = self.service
         clock = time.monotonic
         while not session.closed:
-            message = websocket.read(session.id)
+            message = websocket.read(session.id, timeout=None)
             if message is None:
                 return
             if isinstance(message, (bytes, bytearray)):
