@@ -47,7 +47,6 @@ def test_port_in_use_exits_2() -> None:
     (["--redis", "http://127.0.0.1:6379"], "bad Redis URL"),
     (["--redis", "redis://127.0.0.1:notaport/0"], "bad Redis URL"),
     (["--irc", "6667"], "--irc is not available yet"),
-    (["--web", "8080"], "--web is not available yet"),
     (["--port", "99999"], "expected a port number"),
     (["--console", "nocolon"], "expected HOST:PORT"),
 ])

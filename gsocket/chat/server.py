@@ -98,7 +98,8 @@ class ChatServer:
     def __init__(self, host: str = "127.0.0.1", port: int = 8888, *, redis: Optional[str] = None,
                  reuseport: bool = False, console: Optional[Tuple[str, int]] = None,
                  presence_ttl: Optional[float] = None, line_rate: float = 20.0, line_burst: int = 40,
-                 flood_patience: float = 5.0, redis_prefix: str = "gsocket-chat") -> None:
+                 flood_patience: float = 5.0, redis_prefix: str = "gsocket-chat",
+                 web: Optional[int] = None) -> None:
         self.host = host
         self.port = port
         self.redis_url = redis
@@ -113,6 +114,14 @@ class ChatServer:
                              line_burst=line_burst, flood_patience=flood_patience)
         self.console_id: Optional[int] = None
         self.address: Optional[Tuple[str, int]] = None
+        #: ``web``: the browser door's port (``--web``); its address once listening.
+        self.web_port = web
+        self.web_door: Any = None
+        self.web_address: Optional[Tuple[str, int]] = None
+        if web is not None:
+            from .web_door import WebDoor
+            self.web_door = WebDoor(self.service, self.greenlets.spawn, line_rate=line_rate,
+                                    line_burst=line_burst, flood_patience=flood_patience)
         self._stopped = _GeventEvent()
         self._stopping = False
 
@@ -131,10 +140,14 @@ class ChatServer:
             address = socket.address(listen_id)
             assert address is not None
             self.address = (address[0], address[1])
+            if self.web_door is not None:
+                self._start_web(self.host, self.web_port)
             if self.console_address is not None:
                 self._start_console(*self.console_address)
         except BaseException:
             self.door.close()
+            if self.web_door is not None:
+                self.web_door.close()
             if self.cluster is not None:
                 self.cluster.stop()
             raise
@@ -153,6 +166,17 @@ class ChatServer:
         self.cluster = cluster
         service.core.cluster = cluster
         service._publish = cluster.publish
+
+    def _start_web(self, host: str, port: int) -> None:
+        from .. import socket
+        try:
+            listen_id = self.web_door.listen(host, port, reuseport=self.reuseport)
+        except OSError as exc:   # say which address: the chat port's or the web page's
+            raise OSError(exc.errno, exc.strerror, f"{host}:{port} (web)") from None
+        address = socket.address(listen_id)
+        assert address is not None
+        self.web_address = (address[0], address[1])
+        logger.info("chat web page on http://%s:%d/", *self.web_address)
 
     def _link_changed(self, up: bool) -> None:
         if up:
@@ -213,6 +237,8 @@ class ChatServer:
         self._stopping = True
         # TODO(issue 14): socket.stop(listen_id, grace) does all of this.
         self.door.close()
+        if self.web_door is not None:
+            self.web_door.close()
         service = self.service
         notice = Notice(SHUTDOWN_NOTICE)
         sessions = list(service.sessions)
