@@ -10,7 +10,7 @@ Modules, one job each:
 - ``catalog``        which echo servers exist and how to start each
 - ``server_process`` start one server pinned, wait for its port, RSS, stop
 - ``placement``      CPU pinning and RLIMIT_NOFILE for child processes
-- ``native``         locate and compile the C load generator / epoll server
+- ``native``         compile the C load generator / epoll server (``csrc/``)
 - ``loadgen``        run the load generator and parse its key=value line
 - ``cases``          what each case measures and how it is run
 - ``results``        measurements, medians over rounds, JSON/TSV files

@@ -1,7 +1,7 @@
 """The echo servers the runner knows, and how to start each one.
 
-Names match the shared yardstick (``/work/shared/bench/matrix.sh``), so TSV
-files from both can be read by its ``summarize.py``.
+The reference servers live in ``benchmarks/servers/``, the C ceiling in
+``benchmarks/csrc/echo_epoll.c``; gsocket's two servers are the echo examples.
 """
 
 from __future__ import annotations

@@ -88,6 +88,14 @@ def build_parser(server_names: Sequence[str]) -> argparse.ArgumentParser:
     parser.add_argument(
         "--list", action="store_true", help="list the servers and whether each can run, then exit"
     )
+    parser.add_argument(
+        "--cross-check",
+        type=Path,
+        metavar="LOADGEN_C",
+        help="also run every timed case with another load generator built from this C source "
+        "(same options and key=value output, e.g. an external yardstick's loadgen.c), and report "
+        "both figures side by side",
+    )
     return parser
 
 
@@ -148,7 +156,8 @@ def run_metadata(
         "git_commit": machine.git_commit(REPO_ROOT),
         "placement": placement.describe(),
         "loadgen": str(loadgen_binary),
-        "loadgen_source": str(native.loadgen_source(REPO_ROOT)),
+        "loadgen_source": str(native.loadgen_source(REPO_ROOT).relative_to(REPO_ROOT)),
+        "cross_check_source": str(args.cross_check) if args.cross_check else None,
         "rounds": plan.rounds,
         "quick": args.quick,
         "settings": {
@@ -202,12 +211,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--rounds must be at least 1")
 
     try:
-        loadgen_binary = native.build(native.loadgen_source(REPO_ROOT), "loadgen")
+        loadgen_binary = native.build_loadgen(REPO_ROOT)
+        cross_binary = (
+            native.build(args.cross_check, "cross-check-loadgen", native.build_dir(REPO_ROOT))
+            if args.cross_check
+            else None
+        )
     except native.BuildError as exc:
         print(f"error: cannot build the load generator: {exc}", file=sys.stderr)
         return 2
     try:
-        epoll_binary: Path | None = native.build(native.echo_epoll_source(REPO_ROOT), "echo_epoll")
+        epoll_binary: Path | None = native.build_echo_epoll(REPO_ROOT)
         epoll_problem = None
     except native.BuildError as exc:
         epoll_binary, epoll_problem = None, str(exc)
@@ -269,6 +283,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         REPO_ROOT,
         run_dir / "logs",
         server_environment(REPO_ROOT),
+        Loadgen(cross_binary, placement) if cross_binary else None,
     )
     with Progress(plan.total_steps) as progress:
         outcome = runner.run(progress)
@@ -277,8 +292,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     server_order = [spec.name for spec in runnable]
     case_order = [case.name for case in cases]
     summaries = summarize(outcome.measurements, REFERENCE_SERVER)
-    report = render_report(meta, summaries, server_order, case_order, unavailable, outcome.interrupted)
-    write_json(run_dir / "results.json", meta, outcome.measurements, summaries, unavailable)
+    cross_summaries = summarize(outcome.cross_measurements, REFERENCE_SERVER)
+    report = render_report(
+        meta, summaries, server_order, case_order, unavailable, outcome.interrupted, cross_summaries
+    )
+    write_json(
+        run_dir / "results.json",
+        meta,
+        outcome.measurements,
+        summaries,
+        unavailable,
+        outcome.cross_measurements,
+    )
     write_tsv(run_dir / "results.tsv", outcome.measurements)
     (run_dir / "report.md").write_text(report + "\n")
     saved = ["results.json", "results.tsv", "report.md"]

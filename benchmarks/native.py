@@ -1,10 +1,11 @@
-"""Locate and compile the C tools: the load generator and the epoll echo server.
+"""Compile the project's C tools: the load generator and the epoll echo server.
 
-Sources come from the shared yardstick (``../shared/bench`` next to the
-repository, or the paths in ``GSOCKET_LOADGEN_C`` / ``GSOCKET_ECHO_EPOLL_C``);
-binaries are built with ``gcc -O2`` into a cache directory
-(``GSOCKET_BENCH_CACHE``, default ``~/.cache/gsocket-bench``) and rebuilt
-only when the source is newer.
+Both sources live in ``benchmarks/csrc/`` (``loadgen.c``, ``echo_epoll.c``).
+They are compiled with the system C compiler (``$CC``, else ``cc``, else
+``gcc``) with ``-O2`` into ``benchmarks/build/`` (git-ignored; another folder
+with ``GSOCKET_BENCH_BUILD``) when the binary is missing or older than its
+source.  ``--cross-check`` builds a second load generator from any source
+path the same way.
 """
 
 from __future__ import annotations
@@ -15,60 +16,55 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-LOADGEN_SOURCE_ENV = "GSOCKET_LOADGEN_C"
-ECHO_EPOLL_SOURCE_ENV = "GSOCKET_ECHO_EPOLL_C"
-CACHE_DIR_ENV = "GSOCKET_BENCH_CACHE"
+#: Where the sources are, relative to the repository root.
+SOURCE_DIR = Path("benchmarks") / "csrc"
+#: Environment variable naming another build folder.
+BUILD_DIR_ENV = "GSOCKET_BENCH_BUILD"
 
 
 class BuildError(RuntimeError):
     """A C tool could not be found or compiled."""
 
 
-def cache_dir() -> Path:
-    """Where compiled tools live (created on demand)."""
-    configured = os.environ.get(CACHE_DIR_ENV)
-    if configured:
-        return Path(configured).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
-    return base / "gsocket-bench"
-
-
-def shared_bench_dir(repo_root: Path) -> Path:
-    """The shared yardstick folder, ``../shared/bench`` from the repository."""
-    return repo_root.parent / "shared" / "bench"
+def build_dir(repo_root: Path) -> Path:
+    """Where compiled tools go: ``$GSOCKET_BENCH_BUILD``, else ``benchmarks/build``. Never blocks."""
+    configured = os.environ.get(BUILD_DIR_ENV)
+    return Path(configured).expanduser() if configured else repo_root / "benchmarks" / "build"
 
 
 def loadgen_source(repo_root: Path) -> Path:
-    """Path of ``loadgen.c`` (env override first)."""
-    configured = os.environ.get(LOADGEN_SOURCE_ENV)
-    return Path(configured).expanduser() if configured else shared_bench_dir(repo_root) / "loadgen.c"
+    """Path of the project's load generator source, ``benchmarks/csrc/loadgen.c``."""
+    return repo_root / SOURCE_DIR / "loadgen.c"
 
 
 def echo_epoll_source(repo_root: Path) -> Path:
-    """Path of ``echo_epoll.c``: env override, else next to ``loadgen.c``."""
-    configured = os.environ.get(ECHO_EPOLL_SOURCE_ENV)
-    if configured:
-        return Path(configured).expanduser()
-    return loadgen_source(repo_root).with_name("echo_epoll.c")
+    """Path of the project's C epoll echo server source, ``benchmarks/csrc/echo_epoll.c``."""
+    return repo_root / SOURCE_DIR / "echo_epoll.c"
 
 
-def build(source: Path, binary_name: str) -> Path:
-    """Compile ``source`` with ``gcc -O2`` unless an up-to-date binary exists.
+def c_compiler() -> str:
+    """The C compiler to use: ``$CC``, else ``cc``, else ``gcc``; BuildError when none is found."""
+    for candidate in (os.environ.get("CC"), "cc", "gcc"):
+        if candidate and shutil.which(candidate):
+            return candidate
+    raise BuildError("no C compiler found (install gcc or set $CC)")
 
-    The binary is written under a temporary name and renamed into place, so
-    concurrent runs never execute a half-written file.
+
+def build(source: Path, binary_name: str, target_dir: Path) -> Path:
+    """Compile ``source`` into ``target_dir/binary_name`` unless an up-to-date binary exists.
+
+    Returns the binary's path; blocks while the compiler runs (a second or
+    so).  The binary is written under a temporary name and renamed into
+    place, so concurrent runs never execute a half-written file.  Raises
+    BuildError when the source is missing or does not compile.
     """
     if not source.is_file():
-        raise BuildError(f"{source} not found (set {LOADGEN_SOURCE_ENV} / {ECHO_EPOLL_SOURCE_ENV})")
-    target_dir = cache_dir()
+        raise BuildError(f"{source} not found")
     target_dir.mkdir(parents=True, exist_ok=True)
     binary = target_dir / binary_name
     if binary.is_file() and binary.stat().st_mtime >= source.stat().st_mtime:
         return binary
-    compiler = shutil.which("gcc") or shutil.which("cc")
-    if compiler is None:
-        raise BuildError("no C compiler (gcc) found to build " + source.name)
+    compiler = c_compiler()
     fd, temporary = tempfile.mkstemp(prefix=binary_name + ".", dir=target_dir)
     os.close(fd)
     completed = subprocess.run(
@@ -80,3 +76,13 @@ def build(source: Path, binary_name: str) -> Path:
     os.chmod(temporary, 0o755)
     os.replace(temporary, binary)
     return binary
+
+
+def build_loadgen(repo_root: Path) -> Path:
+    """The project's load generator binary, compiled if needed (see ``build``)."""
+    return build(loadgen_source(repo_root), "loadgen", build_dir(repo_root))
+
+
+def build_echo_epoll(repo_root: Path) -> Path:
+    """The C epoll echo server binary, compiled if needed (see ``build``)."""
+    return build(echo_epoll_source(repo_root), "echo_epoll", build_dir(repo_root))

@@ -151,6 +151,31 @@ def loadgen_headroom_notes(summaries: Sequence[CaseSummary], cases: Sequence[str
     return notes
 
 
+def cross_check_table(
+    own: Sequence[CaseSummary], cross: Sequence[CaseSummary], servers: Sequence[str], cases: Sequence[str]
+) -> str:
+    """Case x server: the median with our load generator, with the cross-check one, and their ratio."""
+    own_by_key = {(s.server, s.case): s for s in own}
+    cross_by_key = {(s.server, s.case): s for s in cross}
+    lines = [
+        "| case | server | this load generator | cross-check | ratio |",
+        "|---|---|---:|---:|---:|",
+    ]
+    for case in cases:
+        for server in servers:
+            theirs = cross_by_key.get((server, case))
+            if theirs is None:
+                continue
+            ours = own_by_key.get((server, case))
+            ours_median = ours.median if ours else None
+            ratio = ours_median / theirs.median if ours_median and theirs.median else None
+            lines.append(
+                f"| {case} | {server} | {format_value(ours_median, theirs.unit)} "
+                f"| {format_value(theirs.median, theirs.unit)} | {_ratio(ratio)} |"
+            )
+    return "\n".join(lines)
+
+
 def _busy_line(meta: dict[str, Any]) -> str:
     busy = meta.get("cpu_busy_before_run_pct") or {}
     if not busy:
@@ -166,8 +191,9 @@ def render_report(
     cases: Sequence[str],
     unavailable: dict[str, str],
     interrupted: bool,
+    cross_summaries: Sequence[CaseSummary] = (),
 ) -> str:
-    """The whole text report (markdown)."""
+    """The whole text report (markdown); ``cross_summaries`` adds the --cross-check table."""
     settings = meta["settings"]
     lines = [
         f"Benchmark run {meta['date']} on {meta['host']} ({meta['cpu']}, {meta['cpus']} CPUs), "
@@ -189,6 +215,13 @@ def render_report(
     notes = loadgen_headroom_notes(summaries, cases)
     if notes:
         lines += ["", "Load generator check:", ""] + [f"- {note}" for note in notes]
+    if cross_summaries:
+        lines += [
+            "",
+            f"Cross-check with the load generator built from {meta.get('cross_check_source')}:",
+            "",
+            cross_check_table(summaries, cross_summaries, servers, cases),
+        ]
     if unavailable:
         lines += ["", "Skipped servers:", ""] + [f"- {name}: {why}" for name, why in unavailable.items()]
     failures = [(s, failure) for s in summaries for failure in s.failures]

@@ -1,8 +1,8 @@
 """Measurements, their medians over rounds, and the raw-result files.
 
-The TSV uses the shared yardstick's columns (``label run case value unit
-p50_us p99_us lg_cpu srv_cpu errors extra``), so
-``/work/shared/bench/summarize.py`` can read it too.
+The TSV has one row per measurement with the columns ``label run case value
+unit p50_us p99_us lg_cpu srv_cpu errors extra``, a layout other echo-server
+yardsticks' summary scripts read as well.
 """
 
 from __future__ import annotations
@@ -125,13 +125,15 @@ def write_json(
     measurements: Sequence[Measurement],
     summaries: Sequence[CaseSummary],
     unavailable: dict[str, str],
+    cross_measurements: Sequence[Measurement] = (),
 ) -> None:
-    """Everything about the run in one JSON document."""
+    """Everything about the run in one JSON document, written to ``path``."""
     document = {
         "meta": meta,
         "unavailable_servers": unavailable,
         "summary": [asdict(s) for s in summaries],
         "measurements": [asdict(m) for m in measurements],
+        "cross_check_measurements": [asdict(m) for m in cross_measurements],
     }
     path.write_text(json.dumps(document, indent=2) + "\n")
 
@@ -141,7 +143,7 @@ def _cell(value: float | None, digits: int = 1) -> str:
 
 
 def write_tsv(path: Path, measurements: Sequence[Measurement]) -> None:
-    """One row per measurement, in the shared yardstick's TSV layout."""
+    """Write one row per measurement to ``path``, in the TSV layout described above."""
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle, delimiter="\t", lineterminator="\n")
         writer.writerow(TSV_COLUMNS)

@@ -47,6 +47,8 @@ class RunOutcome:
     """All measurements taken, and whether the user interrupted the run."""
 
     measurements: list[Measurement] = field(default_factory=list)
+    #: the same timed cases measured with the --cross-check load generator
+    cross_measurements: list[Measurement] = field(default_factory=list)
     interrupted: bool = False
 
 
@@ -88,6 +90,7 @@ class BenchmarkRunner:
         repo_root: Path,
         log_dir: Path,
         env: Mapping[str, str],
+        cross_loadgen: Loadgen | None = None,
     ) -> None:
         self.plan = plan
         self.loadgen = loadgen
@@ -95,6 +98,7 @@ class BenchmarkRunner:
         self.repo_root = repo_root
         self.log_dir = log_dir
         self.env = env
+        self.cross_loadgen = cross_loadgen
 
     def run(self, progress: Progress) -> RunOutcome:
         """All rounds, interleaved; Ctrl-C stops early and keeps what was measured."""
@@ -102,16 +106,17 @@ class BenchmarkRunner:
         try:
             for round_number in range(1, self.plan.rounds + 1):
                 for spec in self.plan.servers:
-                    self._run_server_round(spec, round_number, progress, outcome.measurements)
+                    self._run_server_round(spec, round_number, progress, outcome)
         except KeyboardInterrupt:
             outcome.interrupted = True
             progress.note("interrupted: reporting what was measured so far")
         return outcome
 
     def _run_server_round(
-        self, spec: ServerSpec, round_number: int, progress: Progress, measurements: list[Measurement]
+        self, spec: ServerSpec, round_number: int, progress: Progress, outcome: RunOutcome
     ) -> None:
-        """Start ``spec`` fresh, run every case on it, append to ``measurements`` as they finish."""
+        """Start ``spec`` fresh, run every case on it, append to ``outcome`` as they finish."""
+        measurements = outcome.measurements
         where = f"round {round_number}/{self.plan.rounds} {spec.name}"
         progress.step(f"{where}: starting")
         port = pick_free_port()
@@ -146,6 +151,10 @@ class BenchmarkRunner:
                 measurement = run_case(case, server, self.loadgen, self.plan.settings, round_number)
                 measurements.append(measurement)
                 progress.note(describe_measurement(measurement))
+                if self.cross_loadgen is not None and case.mode != "idle" and server.is_running():
+                    cross = run_case(case, server, self.cross_loadgen, self.plan.settings, round_number)
+                    outcome.cross_measurements.append(cross)
+                    progress.note(describe_measurement(cross).replace("  round", "  cross-check round", 1))
                 if not server.is_running():
                     progress.skip(len(self.plan.cases) - index - 1)
                     for rest in self.plan.cases[index + 1 :]:
