@@ -38,7 +38,8 @@ def live_greenlets() -> List["RawGreenlet"]:
     root = _root(current)
     found = []
     for obj in gc.get_objects():
-        if not isinstance(obj, greenlet.greenlet) or obj is current:
+        # type(), not isinstance(): a dead weakref.proxy raises on __class__.
+        if not issubclass(type(obj), greenlet.greenlet) or obj is current:
             continue
         if obj.parent is None or obj.dead or isinstance(obj, Hub):
             continue

@@ -197,7 +197,8 @@ def _pump(session: _Session, deadline: Optional[float]) -> None:
     """Read one chunk from the socket and act on it; TimeoutError past
     ``deadline`` (nothing is lost: the bytes stay buffered)."""
     data = _socket.read(session.id, timeout=_remaining(deadline))
-    _process(session, session.protocol.receive(data))
+    session.protocol.feed(data)
+    _process(session, session.protocol.events())
 
 
 def _claim(session: _Session) -> None:
@@ -276,13 +277,15 @@ def accept_request(socket_id: int, request: _http.HttpRequest, handler: Any = No
     _sessions(create=True)[socket_id] = session
     if handler is None:
         if request.extra:
-            _process(session, session.protocol.receive(request.extra))
+            session.protocol.feed(request.extra)
+            _process(session, session.protocol.events())
         return True
     _claim(session)
     try:
         _callback(session, "connect")
         if request.extra:
-            _process(session, session.protocol.receive(request.extra))
+            session.protocol.feed(request.extra)
+            _process(session, session.protocol.events())
         while not session.finished.is_set():
             _pump(session, None)
     finally:
@@ -357,7 +360,7 @@ def _client_handshake(socket_id: int, host: str, port: int, target: str, headers
                 session = _Session(socket_id, WebSocketProtocol(ws.connection, max_message=max_message),
                                    None, _peer_name(socket_id))
                 _sessions(create=True)[socket_id] = session
-                _process(session, session.protocol.receive(b""))   # frames right after the 101
+                _process(session, session.protocol.events())   # frames right after the 101
                 return socket_id
             if isinstance(event, RejectConnection):
                 rejected = event.status_code

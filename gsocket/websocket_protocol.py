@@ -11,7 +11,8 @@ wsproto's) and adds what gsocket's API promises on top:
 - a protocol violation (an unmasked client frame, a bad opcode, invalid
   UTF-8 ...) fails the connection with wsproto's code (1002, 1007).
 
-``receive(data)`` returns a list of events; ``take_output()`` the bytes to
+``feed(data)`` then ``events()`` (lazily parsed; or ``receive(data)``, a
+list) gives the events; ``take_output()`` the bytes to
 write to the peer, produced by receiving (pongs, close replies) or sending.
 ``done`` is True once the TCP connection should be closed.
 No extension (permessage-deflate) is negotiated: compressed input could
@@ -20,7 +21,7 @@ expand past any memory bound before ``max_message`` sees it.
 
 from __future__ import annotations
 
-from typing import List, NamedTuple, Optional, Union
+from typing import Iterator, List, NamedTuple, Optional, Union
 
 from wsproto.connection import Connection, ConnectionState
 from wsproto.events import (
@@ -101,6 +102,7 @@ class WebSocketProtocol:
         self._size = 0
         self._discarding = False     # after we refused a message: ignore data
         self._failed: Optional[WebSocketError] = None
+        self._pending: List[Closed] = []
 
     # ------------------------------------------------------------------ output
 
@@ -155,17 +157,34 @@ class WebSocketProtocol:
     def receive(self, data: Optional[bytes]) -> List[ProtocolEvent]:
         """Feed bytes from the peer (None: the connection dropped; b"": only
         collect pending events); returns the events they complete."""
+        self.feed(data)
+        return list(self.events())
+
+    def feed(self, data: Optional[bytes]) -> None:
+        """Feed bytes from the peer (None: the connection dropped); then
+        iterate :meth:`events` to the end."""
         if self.done or self.closed is not None:
-            return []
-        events: List[ProtocolEvent] = []
+            return
         if data is None:
             self.done = True
             failed = self._failed
-            self._finish(events, Closed(failed.code, failed.reason) if failed else Closed(ABNORMAL, ""))
-            return events
+            self._pending.append(Closed(failed.code, failed.reason) if failed else Closed(ABNORMAL, ""))
+            return
         if data:
             self.connection.receive_data(data)
+
+    def events(self) -> Iterator[ProtocolEvent]:
+        """The events of what was fed, parsed lazily: acting on a message
+        before taking the next event lets a reply go out before a close
+        frame that followed it is answered."""
+        events: List[ProtocolEvent] = []
+        while self._pending:
+            self._finish(events, self._pending.pop(0))
+        yield from events
+        if self.closed is not None:
+            return
         for event in self.connection.events():
+            events = []
             if isinstance(event, Message):
                 self._message(event, events)
             elif isinstance(event, WsPing):
@@ -176,9 +195,9 @@ class WebSocketProtocol:
                 events.append(PongReceived(bytes(event.payload)))
             elif isinstance(event, CloseConnection):
                 self._close_event(event, events)
+            yield from events
             if self.closed is not None:
-                break
-        return events
+                return
 
     def _message(self, event: Message, events: List[ProtocolEvent]) -> None:
         if self._discarding:
