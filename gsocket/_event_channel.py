@@ -96,17 +96,23 @@ class EventChannel:
         if poller is not None:
             poller.switch(None)
 
+    def _take(self) -> SocketMessage:
+        """Pop the oldest queued event (there is one), running the drain
+        callbacks and arming the stall check as the queue asks."""
+        events = self._events
+        if self._drain_callbacks and len(events) <= DRAINED:
+            self._run_drain_callbacks()
+        message = events.popleft()
+        if events and self.on_stall is not None and not self._stall_check_armed:
+            self._arm_stall_check()
+        return message
+
     def pop(self, timeout: Optional[float] = None) -> Optional[SocketMessage]:
         """Return the oldest event, blocking the calling greenlet until one
         arrives or ``timeout`` seconds pass (then None)."""
         events = self._events
         if events:
-            if self._drain_callbacks and len(events) <= DRAINED:
-                self._run_drain_callbacks()
-            message = events.popleft()
-            if events and self.on_stall is not None and not self._stall_check_armed:
-                self._arm_stall_check()
-            return message
+            return self._take()
         if self._exit is not None:
             return self._exit
         if timeout is not None and timeout <= 0:
@@ -125,12 +131,7 @@ class EventChannel:
             while not events:
                 if self._hub.switch() is _TIMED_OUT:
                     return None
-            if self._drain_callbacks and len(events) <= DRAINED:
-                self._run_drain_callbacks()
-            message = events.popleft()
-            if events and self.on_stall is not None and not self._stall_check_armed:
-                self._arm_stall_check()
-            return message
+            return self._take()
         finally:
             self._poller = None
             if timer is not None:
