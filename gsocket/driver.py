@@ -421,7 +421,7 @@ def _watch_stalls(server: SocketServer, hook: Callable[[], None]) -> None:
     # nobody polls (see the module docstring). The one place the driver
     # reaches past the server's public operations: the channel is the
     # server's, and the hook must be handed down to it.
-    server._channel.on_stall = hook
+    server.set_stall_hook(hook)
 
 
 def _other_thread_driver() -> Optional[Driver]:

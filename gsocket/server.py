@@ -21,7 +21,7 @@ from __future__ import annotations
 import errno
 from collections import deque
 import os
-from typing import Any, Callable, Deque, Dict, List, Optional, Set, Tuple
+from typing import Any, Callable, Deque, List, Optional, Set, Tuple
 
 import _socket
 import gevent
@@ -29,11 +29,14 @@ from gevent import get_hub
 from gevent.monkey import get_original
 
 from ._arguments import check_host, check_opaque, check_port, frozen, normalize, required_host
+from ._connecting import ConnectingSlot, open_stream
 from ._event_channel import EventChannel
-from ._slot import (
-    BIND, CLOSED, CONNECTED, CONNECTING, HALFCLOSE_READ, LISTEN, PACCEPT, PLISTEN,
-    PROTOCOL_TCP, PROTOCOL_UDP, Slot, error_text, format_address, logger,
-)
+from ._listener import ListenerSlot, ReserveFd
+from ._netutil import format_address, logger
+from ._slot import CLOSED, CLOSING, PROTOCOL_TCP, PROTOCOL_UDP, Slot, SlotHost
+from ._stream import BoundSlot
+from ._thread_result import RELEASED, ThreadResult
+from ._udp import UdpSlot
 from .events import (
     SOCKET_ACCEPT, SOCKET_CLOSE, SOCKET_DATA, SOCKET_ERR, SOCKET_ERROR, SOCKET_EXIT,
     SOCKET_OPEN, SOCKET_UDP, SOCKET_WARNING, SendData, SocketInfo, SocketMessage,
@@ -47,12 +50,6 @@ __all__ = [
 
 #: skynet socket_server.c MAX_SOCKET: live sockets at most.
 MAX_SOCKET = 65536
-#: Connections accepted per readable event on a listener.
-ACCEPT_BATCH = 32
-#: How long a listener stops accepting when fds are exhausted and the
-#: reserve fd could not be used (avoids a busy loop on a level-triggered fd).
-ACCEPT_RETRY_DELAY = 0.1
-
 #: Seconds a call from another OS thread waits for the hub to answer it.
 FOREIGN_CALL_TIMEOUT = 60.0
 #: Bytes release() reads from each socket's receive queue before closing
@@ -60,50 +57,7 @@ FOREIGN_CALL_TIMEOUT = 60.0
 DRAIN_ON_RELEASE = 64 * 1024
 
 _get_ident: Callable[[], int] = get_original("_thread", "get_ident")
-_allocate_lock: Callable[[], Any] = get_original("_thread", "allocate_lock")
-_ID_MASK = 0x7FFFFFFF
 _NUMERIC = _socket.AI_NUMERICHOST | _socket.AI_NUMERICSERV
-
-
-class _ThreadResult:
-    """The answer to a call that another OS thread waits for: settled once,
-    in the hub's thread; waited for with a real (unpatched) lock."""
-
-    __slots__ = ("_lock", "_value", "_error", "done")
-
-    def __init__(self) -> None:
-        self._lock = _allocate_lock()
-        self._lock.acquire()
-        self._value: Any = None
-        self._error: Optional[BaseException] = None
-        self.done = False
-
-    def run(self, function: Callable[..., Any], args: Tuple[Any, ...]) -> None:
-        try:
-            value = function(*args)
-        except BaseException as err:   # GreenletExit too: release() killed it
-            self.settle(None, err)
-            if not isinstance(err, Exception):
-                raise
-        else:
-            self.settle(value, None)
-
-    def settle(self, value: Any, error: Optional[BaseException]) -> None:
-        if not self.done:
-            self.done = True
-            self._value = value
-            self._error = error
-            self._lock.release()
-
-    def wait(self, timeout: float) -> Any:
-        if not self._lock.acquire(timeout=timeout):
-            raise TimeoutError(f"the hub did not answer within {timeout} s")
-        error = self._error
-        if error is not None:
-            if not isinstance(error, Exception):
-                raise RuntimeError("this SocketServer was released")
-            raise error
-        return self._value
 
 
 def _check_id(socket_id: Any) -> None:
@@ -115,7 +69,10 @@ class SocketServer:
     """The socket server of one gevent hub (skynet's ``socket_server``).
 
     Create it in the thread whose hub it will use. Every method except
-    :meth:`poll` and :meth:`block_connect` returns without blocking.
+    :meth:`poll` and :meth:`block_connect` returns without blocking the
+    calling greenlet (listen, udp* and connect may wait for a host name to
+    resolve); from another OS thread, a call that returns an answer waits
+    for the hub to give it.
     """
 
     def __init__(self, max_sockets: int = MAX_SOCKET) -> None:
@@ -125,17 +82,17 @@ class SocketServer:
         self._loop = self._hub.loop
         self._thread_ident = _get_ident()
         self._channel = EventChannel(self._hub)
-        self._slots: Dict[int, Slot] = {}
-        self._max_sockets = max_sockets
-        self._last_id = 0
+        # What the slots see of this server: loop, event push, id table.
+        self._host = SlotHost(self._loop, self._channel, max_sockets)
+        self._slots = self._host.slots
         self._released = False
         self._connectors: Set[gevent.Greenlet] = set()
-        self._reserve_fd: Optional[int] = self._open_reserve_fd()
+        self._reserve = ReserveFd()
         # Calls made from other OS threads, run in order in the hub's thread.
         # deque.append / popleft are atomic, so the threads need no lock.
         self._foreign_calls: Deque[Tuple[Callable[..., Any], Tuple[Any, ...]]] = deque()
         # Answers other OS threads wait for (settled, or failed by release()).
-        self._thread_results: Set[_ThreadResult] = set()
+        self._thread_results: Set[ThreadResult] = set()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -151,7 +108,7 @@ class SocketServer:
             return
         if self._released:
             return
-        self._released = True
+        self._released = self._host.released = True
         for connector in list(self._connectors):
             connector.kill(block=False)
         for slot in list(self._slots.values()):
@@ -159,11 +116,9 @@ class SocketServer:
         self._slots.clear()
         self._channel.close(SocketMessage(SOCKET_EXIT, 0, 0, 0, None))
         for result in list(self._thread_results):
-            result.settle(None, RuntimeError("this SocketServer was released"))
+            result.settle(None, RuntimeError(RELEASED))
         self._thread_results.clear()
-        if self._reserve_fd is not None:
-            os.close(self._reserve_fd)
-            self._reserve_fd = None
+        self._reserve.close()
         # Let killed connector greenlets unwind now, so none outlives release.
         for connector in list(self._connectors):
             if not connector.dead and gevent.getcurrent() is not self._hub:
@@ -188,31 +143,18 @@ class SocketServer:
 
     @property
     def pending_events(self) -> int:
-        """Number of events queued and not yet polled."""
+        """Number of events queued and not yet polled. Never blocks."""
         return len(self._channel)
 
+    def set_stall_hook(self, hook: Optional[Callable[[], None]]) -> None:
+        """Have ``hook()`` called, from the hub, when events wait while
+        nobody polls (the greenlet that should poll is blocked elsewhere,
+        say inside an owner callback); None removes it. At most one check
+        per loop turn, and none while the poller waits and events arrive
+        one by one. ``hook`` must not block. Returns None; never blocks."""
+        self._channel.on_stall = hook
+
     # ------------------------------------------------------------------ ids
-
-    def _new_slot(self, opaque: int, state: int, sock: Any = None, fd: int = -1,
-                  protocol: int = PROTOCOL_TCP) -> Slot:
-        if self._released:
-            raise RuntimeError("this SocketServer was released")
-        slots = self._slots
-        if len(slots) >= self._max_sockets:
-            raise OSError(errno.EMFILE, "reach skynet socket number limit")
-        socket_id = self._last_id
-        while True:
-            socket_id = (socket_id + 1) & _ID_MASK
-            if socket_id and socket_id not in slots:
-                break
-        self._last_id = socket_id
-        slot = Slot(self, socket_id, opaque, state, sock, fd, protocol)
-        slots[socket_id] = slot
-        return slot
-
-    def _forget(self, slot: Slot) -> None:
-        if self._slots.get(slot.id) is slot:
-            del self._slots[slot.id]
 
     def _live(self, socket_id: Any) -> Optional[Slot]:
         slot = self._slots.get(socket_id)
@@ -265,7 +207,7 @@ class SocketServer:
             sock.bind(sockaddr)
             sock.listen(backlog)
             sock.setblocking(False)
-            slot = self._new_slot(opaque, PLISTEN, sock)
+            slot = self._host.register(ListenerSlot(self._host, opaque, sock, self._reserve))
         except BaseException:
             sock.close()
             raise
@@ -283,76 +225,10 @@ class SocketServer:
         if slot is None or slot.sock is None:
             return None
         try:
-            if slot.state in (PLISTEN, LISTEN) or slot.protocol == PROTOCOL_UDP:
-                address = slot.sock.getsockname()
-            else:
-                address = slot.sock.getpeername()
+            address = slot.address()
         except OSError:
             return None
         return (address[0], address[1])
-
-    def _accept_ready(self, listener: Slot) -> None:
-        sock = listener.sock
-        for _ in range(ACCEPT_BATCH):
-            try:
-                fd, address = sock._accept()
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as err:
-                if err.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
-                    self._out_of_fds(listener, err)
-                # ECONNABORTED and friends: that client is gone; go on.
-                return
-            conn = _socket.socket(sock.family, _socket.SOCK_STREAM, 0, fd)
-            try:
-                conn.setblocking(False)
-                conn.setsockopt(_socket.SOL_SOCKET, _socket.SO_KEEPALIVE, 1)
-                slot = self._new_slot(listener.opaque, PACCEPT, conn)
-            except OSError as err:
-                conn.close()
-                logger.warning("accept on %d: dropping connection: %s", listener.id, err)
-                continue
-            slot.name = format_address(address)
-            listener.bytes_read += 1
-            listener.emit(SocketMessage(SOCKET_ACCEPT, listener.id, listener.opaque,
-                                        slot.id, slot.name))
-
-    def _out_of_fds(self, listener: Slot, err: OSError) -> None:
-        """EMFILE/ENFILE: report, then refuse one pending client with the
-        reserve fd so the listener is not woken again and again."""
-        listener.message(SOCKET_ERROR, 0, error_text(err))
-        if self._reserve_fd is not None:
-            os.close(self._reserve_fd)
-            self._reserve_fd = None
-            try:
-                fd, _ = listener.sock._accept()
-                os.close(fd)
-            except OSError:
-                pass
-            self._reserve_fd = self._open_reserve_fd()
-            if self._reserve_fd is not None:
-                return
-        # No reserve fd: stop accepting for a moment instead of spinning.
-        listener.stop_reading()
-        timer = listener.accept_pause_timer = self._loop.timer(ACCEPT_RETRY_DELAY)
-        timer.start(self._resume_accept, listener)
-
-    def _resume_accept(self, listener: Slot) -> None:
-        timer = listener.accept_pause_timer
-        if timer is not None:
-            timer.close()
-            listener.accept_pause_timer = None
-        if self._reserve_fd is None:
-            self._reserve_fd = self._open_reserve_fd()
-        if listener.state == LISTEN:
-            listener.start_reading()
-
-    @staticmethod
-    def _open_reserve_fd() -> Optional[int]:
-        try:
-            return os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
-        except OSError:
-            return None
 
     # ------------------------------------------------------------------ start / pause
 
@@ -374,27 +250,7 @@ class SocketServer:
             return
         if opaque is not None:
             slot.opaque = opaque
-        state = slot.state
-        if slot.closing or state == HALFCLOSE_READ or (state == BIND and slot.peer_closed):
-            slot.message(SOCKET_ERROR, 0, "socket closed")
-        elif state == PLISTEN:
-            slot.state = LISTEN
-            slot.start_reading()
-            slot.message(SOCKET_OPEN, 0, "start")
-        elif state == PACCEPT:
-            slot.state = CONNECTED
-            slot.start_reading()
-            slot.message(SOCKET_OPEN, 0, "start")
-        elif state in (CONNECTED, BIND):
-            slot.start_reading()
-            slot.message(SOCKET_OPEN, 0, "transfer")
-        elif state == LISTEN:
-            if slot.accept_pause_timer is None:
-                slot.start_reading()
-            if opaque is not None:
-                slot.message(SOCKET_OPEN, 0, "transfer")
-        elif state == CONNECTING:   # reading starts when the connection is up
-            slot.connect_paused = False
+        slot.start(opaque is not None)
 
     def resume(self, socket_id: int) -> None:
         """Read again after pause(), without an event (start() emits OPEN
@@ -404,11 +260,8 @@ class SocketServer:
             self._from_other_thread(self.resume, socket_id)
             return
         slot = self._live(socket_id)
-        if slot is not None and slot.state in (CONNECTED, BIND) and not slot.closing \
-                and not slot.peer_closed:
-            slot.start_reading()
-        elif slot is not None and slot.state == CONNECTING:
-            slot.connect_paused = False
+        if slot is not None:
+            slot.resume()
 
     def pause(self, socket_id: int) -> None:
         """Stop reading (or accepting) until start(id). Never blocks."""
@@ -418,23 +271,9 @@ class SocketServer:
             return
         slot = self._live(socket_id)
         if slot is not None:
-            slot.stop_reading()
-            timer = slot.accept_pause_timer
-            if timer is not None:   # out-of-fds back-off: the user's pause wins
-                timer.stop()
-                timer.close()
-                slot.accept_pause_timer = None
-            if slot.state == CONNECTING:
-                slot.connect_paused = True   # keep it paused once connected
+            slot.pause()
 
     # ------------------------------------------------------------------ TCP: connect
-
-    def _open_stream(self, sockaddr_info: Tuple[Any, ...]) -> Any:
-        family, socktype, proto, _, _ = sockaddr_info
-        sock = _socket.socket(family, socktype, proto)
-        sock.setblocking(False)
-        sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_KEEPALIVE, 1)
-        return sock
 
     def connect(self, host: str, port: int, opaque: int = 0) -> int:
         """Start a non-blocking connect; return the id at once. OPEN (data =
@@ -449,90 +288,23 @@ class SocketServer:
             addresses = _socket.getaddrinfo(host, port, 0, _socket.SOCK_STREAM, 0, _NUMERIC)
         except _socket.gaierror:
             addresses = None
-        slot = self._new_slot(opaque, CONNECTING, fd=-1)
+        slot = self._host.register(ConnectingSlot(self._host, opaque))
         if addresses is not None:
             slot.connect_addresses = list(addresses)
-            self._connect_next(slot, None)
+            slot.connect_next(None)
         else:
             connector = gevent.spawn(self._resolve_and_connect, slot, host, port)
             self._connectors.add(connector)
             connector.link(self._connectors.discard)
         return slot.id
 
-    def _resolve_and_connect(self, slot: Slot, host: str, port: int) -> None:
+    def _resolve_and_connect(self, slot: ConnectingSlot, host: str, port: int) -> None:
         try:
             addresses = self._hub.resolver.getaddrinfo(host, port, 0, _socket.SOCK_STREAM)
         except OSError as err:
-            if slot.state == CONNECTING:
-                slot.message(SOCKET_ERROR, 0, str(err.args[-1]) if err.args else str(err))
-                slot.force_close(report=False)
+            slot.resolve_failed(err)
             return
-        if slot.state == CONNECTING:
-            slot.connect_addresses = list(addresses)
-            self._connect_next(slot, None)
-
-    def _connect_next(self, slot: Slot, last_error: Optional[BaseException]) -> None:
-        """Try the next resolved address of a connecting slot."""
-        while slot.connect_addresses:
-            info = slot.connect_addresses.pop(0)
-            try:
-                sock = self._open_stream(info)
-            except OSError as err:
-                last_error = err
-                continue
-            code = sock.connect_ex(info[4])
-            if code in (0, errno.EINPROGRESS, errno.EAGAIN):
-                self._adopt_stream(slot, sock)
-                if code == 0:
-                    self._connected(slot)
-                else:
-                    slot.start_writing()
-                return
-            sock.close()
-            last_error = OSError(code, os.strerror(code))
-        if not slot.close_reported:   # closed meanwhile: the owner heard CLOSE already
-            slot.message(SOCKET_ERROR, 0, error_text(last_error) if last_error else "connect failed")
-        slot.force_close(report=False)
-
-    @staticmethod
-    def _adopt_stream(slot: Slot, sock: Any) -> None:
-        slot.sock = sock
-        slot.fd = sock.fileno()
-        slot.family = sock.family
-        slot.recv = sock.recv
-        slot.write_one = sock.send
-        slot.write_many = sock.sendmsg
-
-    def _connect_ready(self, slot: Slot) -> None:
-        code = slot.sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_ERROR)
-        if code:
-            slot.stop_writing()
-            if slot.write_watcher is not None:
-                slot.write_watcher.close()
-                slot.write_watcher = None
-            slot.sock.close()
-            slot.sock = None
-            self._connect_next(slot, OSError(code, os.strerror(code)))
-            return
-        self._connected(slot)
-
-    def _connected(self, slot: Slot) -> None:
-        try:
-            slot.name = format_address(slot.sock.getpeername())
-        except OSError:
-            slot.name = ""
-        slot.state = CONNECTED
-        if not slot.closing:   # close() before the connect finished said CLOSE already
-            slot.message(SOCKET_OPEN, 0, slot.name)
-        if slot.closing and not slot.pending_bytes:
-            slot.force_close(report=False)
-            return
-        if not slot.closing and not slot.connect_paused:
-            slot.start_reading()
-        if slot.pending_bytes:
-            slot.start_writing()
-        else:
-            slot.stop_writing()
+        slot.resolved(addresses)
 
     def block_connect(self, host: str, port: int, opaque: int = 0) -> int:
         """Connect, blocking only the calling greenlet; return the id of a
@@ -544,7 +316,7 @@ class SocketServer:
             return self._in_hub(self.block_connect, host, port, opaque, blocking=True)
         last_error: Optional[OSError] = None
         for info in self._resolve(host, port, _socket.SOCK_STREAM):
-            sock = self._open_stream(info)
+            sock = open_stream(info)
             try:
                 code = sock.connect_ex(info[4])
                 if code in (errno.EINPROGRESS, errno.EAGAIN):
@@ -556,7 +328,7 @@ class SocketServer:
                     code = sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_ERROR)
                 if code:
                     raise OSError(code, os.strerror(code))
-                slot = self._new_slot(opaque, CONNECTING, sock)
+                slot = self._host.register(ConnectingSlot(self._host, opaque, sock))
             except OSError as err:
                 sock.close()
                 last_error = err
@@ -564,7 +336,7 @@ class SocketServer:
             except BaseException:
                 sock.close()
                 raise
-            self._connected(slot)
+            slot.connected()
             return slot.id
         raise last_error if last_error else OSError(f"cannot connect to {host}:{port}")
 
@@ -581,11 +353,10 @@ class SocketServer:
         was_blocking = os.get_blocking(fd)   # OSError(EBADF) for a bad fd
         os.set_blocking(fd, False)
         try:
-            slot = self._new_slot(opaque, BIND, fd=fd)
+            slot = self._host.register(BoundSlot(self._host, opaque, fd, was_blocking))
         except BaseException:
             os.set_blocking(fd, was_blocking)
             raise
-        slot.bind_was_blocking = was_blocking
         slot.start_reading()
         slot.message(SOCKET_OPEN, 0, "binding")
         return slot.id
@@ -652,15 +423,15 @@ class SocketServer:
         thread (in a greenlet of its own when it may block) and return its
         result here, raising here what it raised."""
         if self._released:
-            raise RuntimeError("this SocketServer was released")
-        result = _ThreadResult()
+            raise RuntimeError(RELEASED)
+        result = ThreadResult()
         self.call_threadsafe(self._answer_thread, result, function, args, blocking)
         return result.wait(FOREIGN_CALL_TIMEOUT)
 
-    def _answer_thread(self, result: _ThreadResult, function: Callable[..., Any],
+    def _answer_thread(self, result: ThreadResult, function: Callable[..., Any],
                        args: Tuple[Any, ...], blocking: bool) -> None:
         if self._released:
-            result.settle(None, RuntimeError("this SocketServer was released"))
+            result.settle(None, RuntimeError(RELEASED))
         elif not blocking:
             result.run(function, args)
         else:
@@ -686,7 +457,7 @@ class SocketServer:
             function, args = calls.popleft()
             if self._released:
                 if function == self._answer_thread:
-                    args[0].settle(None, RuntimeError("this SocketServer was released"))
+                    args[0].settle(None, RuntimeError(RELEASED))
                 continue
             try:
                 function(*args)
@@ -716,7 +487,7 @@ class SocketServer:
             if sockaddr is not None:
                 sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_REUSEADDR, 1)
                 sock.bind(sockaddr)
-            slot = self._new_slot(opaque, CONNECTED, sock, protocol=PROTOCOL_UDP)
+            slot = self._host.register(UdpSlot(self._host, opaque, sock))
         except BaseException:
             sock.close()
             raise
@@ -776,18 +547,8 @@ class SocketServer:
     def _udp_connect_to(self, socket_id: int, host: str,
                         destinations: List[Tuple[int, Any]]) -> None:
         slot = self._slots.get(socket_id)
-        if slot is None:
-            return
-        if not destinations:
-            logger.warning("udp_connect %d: cannot resolve %s", socket_id, host)
-            return
-        family, sockaddr = destinations[0]
-        if family != slot.family:
-            logger.warning("udp_connect %d: protocol mismatch for %s", socket_id, host)
-            slot.message(SOCKET_ERROR, 0, "protocol mismatch")
-            return
-        slot.udp_default = sockaddr
-        slot.name = format_address(sockaddr)
+        if slot is not None:
+            slot.connect_to(host, destinations)
 
     def _udp_slot(self, socket_id: int) -> Optional[Slot]:
         """The live UDP slot of ``socket_id``; ValueError for another kind.
@@ -821,7 +582,7 @@ class SocketServer:
             host = check_host(address[0])
             port = check_port(address[1])
         slot = self._udp_slot(socket_id)
-        if slot is None or slot.state == CLOSED or slot.closing:
+        if slot is None or slot.state is CLOSED or slot.state is CLOSING:
             return False
         if address is not None:
             destinations = self._udp_destinations(host, port)   # type: ignore[arg-type]
@@ -832,55 +593,9 @@ class SocketServer:
     def _udp_send_to(self, socket_id: int, destinations: Optional[List[Tuple[int, Any]]],
                      data: Any) -> bool:
         slot = self._slots.get(socket_id)
-        if slot is None or slot.state == CLOSED or slot.closing:
+        if slot is None or slot.state is CLOSED or slot.state is CLOSING:
             return False
-        if destinations is None:
-            return self._udp_send_slot(slot, None, data)
-        for family, sockaddr in destinations:
-            if family == slot.family:
-                return self._udp_send_slot(slot, sockaddr, data)
-        logger.warning("udp socket %d: no %s address among %r", slot.id,
-                       "IPv6" if slot.family == _socket.AF_INET6 else "IPv4", destinations)
-        return False
-
-    def _udp_send_slot(self, slot: Slot, sockaddr: Any, data: Any) -> bool:
-        if isinstance(data, list):
-            data = b"".join(data)
-        if sockaddr is None:
-            sockaddr = slot.udp_default
-            if sockaddr is None:
-                logger.warning("udp socket %d: set udp address first", slot.id)
-                return False
-        if not slot.high:
-            try:
-                slot.sock.sendto(data, sockaddr)
-                slot.bytes_written += len(data)
-                slot.wtime = self._loop.now()
-                return True
-            except (BlockingIOError, InterruptedError):
-                pass
-            except OSError as err:
-                logger.warning("udp socket %d: sendto error: %s", slot.id, err)
-                return False
-        slot.high.append((bytes(data), sockaddr))
-        slot.pending_bytes += len(data)
-        slot.check_warning()
-        slot.start_writing()
-        return True
-
-    def _udp_flush(self, slot: Slot) -> None:
-        high = slot.high
-        while high:
-            data, sockaddr = high[0]
-            try:
-                slot.sock.sendto(data, sockaddr)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as err:
-                logger.warning("udp socket %d: sendto error: %s", slot.id, err)
-            high.popleft()
-            slot.pending_bytes -= len(data)
-            slot.bytes_written += len(data)
+        return slot.send_to_any(destinations, data)
 
     @staticmethod
     def udp_address(message: SocketMessage) -> Optional[Tuple[str, int]]:
@@ -898,20 +613,9 @@ class SocketServer:
         rows = []
         for socket_id in sorted(self._slots):
             slot = self._slots[socket_id]
-            state = slot.state
-            if state in (PLISTEN, LISTEN):
-                kind = "LISTEN"
-            elif state == BIND:
-                kind = "BIND"
-            elif slot.protocol == PROTOCOL_UDP:
-                kind = "UDP"
-            elif state == HALFCLOSE_READ or slot.closing:
-                kind = "CLOSING"
-            else:
-                kind = "TCP"
-            rows.append(SocketInfo(socket_id, kind, slot.opaque, slot.bytes_read,
-                                   slot.bytes_written, slot.rtime, slot.wtime,
-                                   slot.pending_bytes, slot.reading and not slot.closing,
+            rows.append(SocketInfo(socket_id, slot.netstat_type(), slot.opaque, slot.bytes_read,
+                                   slot.bytes_written, slot.rtime, slot.wtime, slot.pending_bytes,
+                                   slot.reading and slot.state is not CLOSING,
                                    slot.writing, slot.name))
         return rows
 

@@ -179,7 +179,7 @@ def test_ids_wrap_in_31_bits_skipping_zero_and_live_ids(leak_check):
     try:
         first = srv.udp()
         second = srv.udp()
-        srv._last_id = 0x7FFFFFFE        # white-box: jump to the end of the range
+        srv._host.last_id = 0x7FFFFFFE   # white-box: jump to the end of the range
         top = srv.udp()
         assert top == 0x7FFFFFFF
         wrapped = srv.udp()
@@ -216,18 +216,23 @@ def test_default_table_holds_65536_live_sockets(leak_check):
     # (the state a connect has while it resolves): the default server takes
     # MAX_SOCKET live ids, refuses the next, and after one is freed hands
     # out a new, larger id.
-    from gsocket._slot import CONNECTING
+    from gsocket._connecting import ConnectingSlot
     from gsocket.server import MAX_SOCKET
 
     srv = SocketServer()
+    host = srv._host
+
+    def new_slot() -> ConnectingSlot:
+        return host.register(ConnectingSlot(host, 0))
+
     try:
         assert MAX_SOCKET == 65536
-        slots = [srv._new_slot(0, CONNECTING) for _ in range(MAX_SOCKET)]
+        slots = [new_slot() for _ in range(MAX_SOCKET)]
         assert len({slot.id for slot in slots}) == MAX_SOCKET
         with pytest.raises(OSError, match="socket number limit"):
-            srv._new_slot(0, CONNECTING)
+            new_slot()
         slots[100].force_close(report=False)
-        again = srv._new_slot(0, CONNECTING)
+        again = new_slot()
         assert again.id > slots[-1].id
         assert not srv.send(slots[100].id, b"x")     # the freed id stays gone
     finally:

@@ -14,7 +14,7 @@ import gevent
 import pytest
 
 from gsocket._event_channel import CROWDED
-from gsocket._slot import MAX_DATAGRAMS_PER_WAKEUP
+from gsocket._udp import MAX_DATAGRAMS_PER_WAKEUP
 from gsocket.events import SOCKET_CLOSE, SOCKET_DATA, SOCKET_EXIT, SOCKET_OPEN, SOCKET_UDP
 from gsocket.server import SocketServer
 

@@ -1,0 +1,36 @@
+"""Small helpers shared by the server and every kind of slot: the logger,
+the errors that mean "try again later", and how addresses and OS errors are
+written in events."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+__all__ = ["logger", "WOULD_BLOCK", "format_address", "error_text"]
+
+#: The logger of the socket server and its slots.
+logger = logging.getLogger("gsocket.server")
+
+#: A non-blocking call that found nothing to do: wait for the next wake-up.
+WOULD_BLOCK = (BlockingIOError, InterruptedError)
+
+
+def format_address(address: Any) -> str:
+    """``"host:port"`` for IPv4, ``"[host]:port"`` for IPv6 addresses;
+    ``str(address)`` for anything else. Never blocks."""
+    if isinstance(address, tuple) and len(address) >= 2:
+        host, port = address[0], address[1]
+        if ":" in host:
+            return f"[{host}]:{port}"
+        return f"{host}:{port}"
+    return str(address)
+
+
+def error_text(err: BaseException) -> str:
+    """The text an ERROR event carries for ``err``: the OS message for an
+    errno, else the exception's text (or its class name). Never blocks."""
+    if isinstance(err, OSError) and err.errno is not None:
+        return os.strerror(err.errno)
+    return str(err) or type(err).__name__
