@@ -26,7 +26,7 @@ from __future__ import annotations
 import enum
 import errno
 from collections import deque
-from typing import Any, Callable, Deque, Dict
+from typing import Any, Callable, Deque, Dict, TypeVar
 
 from .events import SOCKET_CLOSE, SOCKET_ERROR, SOCKET_OPEN, SOCKET_WARNING, SocketMessage
 from ._netutil import error_text
@@ -100,6 +100,9 @@ READ = 1
 WRITE = 2
 
 
+_S = TypeVar("_S", bound="Slot")
+
+
 class SlotHost:
     """What a slot sees of its server: the loop, the event channel (push,
     and whether it is crowded) and the table of live ids. The server owns
@@ -122,7 +125,7 @@ class SlotHost:
         self.last_id = 0
         self.released = False
 
-    def register(self, slot: "Slot") -> "Slot":
+    def register(self, slot: _S) -> _S:
         """Give ``slot`` the next free id and make it live; return it.
         Raises RuntimeError after release, OSError(EMFILE) when the table is
         full. Ids count up to 2**31 before they wrap, so a stale id never

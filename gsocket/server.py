@@ -19,9 +19,8 @@ at 2**31, so a stale id never reaches a newer socket (skynet's 16-bit tag).
 from __future__ import annotations
 
 import errno
-from collections import deque
 import os
-from typing import Any, Callable, Deque, List, Optional, Set, Tuple
+from typing import Any, Callable, List, Optional, Set, Tuple
 
 import _socket
 import gevent
@@ -33,9 +32,9 @@ from ._connecting import ConnectingSlot, open_stream
 from ._event_channel import EventChannel
 from ._listener import ListenerSlot, ReserveFd
 from ._netutil import format_address, logger
-from ._slot import CLOSED, CLOSING, PROTOCOL_TCP, PROTOCOL_UDP, Slot, SlotHost
+from ._slot import CLOSED, CLOSING, PROTOCOL_TCP, Slot, SlotHost
 from ._stream import BoundSlot
-from ._thread_result import RELEASED, ThreadResult
+from ._foreign_calls import RELEASED, ForeignCalls
 from ._udp import UdpSlot
 from .events import (
     SOCKET_ACCEPT, SOCKET_CLOSE, SOCKET_DATA, SOCKET_ERR, SOCKET_ERROR, SOCKET_EXIT,
@@ -89,10 +88,7 @@ class SocketServer:
         self._connectors: Set[gevent.Greenlet] = set()
         self._reserve = ReserveFd()
         # Calls made from other OS threads, run in order in the hub's thread.
-        # deque.append / popleft are atomic, so the threads need no lock.
-        self._foreign_calls: Deque[Tuple[Callable[..., Any], Tuple[Any, ...]]] = deque()
-        # Answers other OS threads wait for (settled, or failed by release()).
-        self._thread_results: Set[ThreadResult] = set()
+        self._foreign = ForeignCalls(self._loop, self._connectors)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -108,16 +104,14 @@ class SocketServer:
             return
         if self._released:
             return
-        self._released = self._host.released = True
+        self._released = self._host.released = self._foreign.released = True
         for connector in list(self._connectors):
             connector.kill(block=False)
         for slot in list(self._slots.values()):
             slot.force_close(report=False, drain=DRAIN_ON_RELEASE)
         self._slots.clear()
         self._channel.close(SocketMessage(SOCKET_EXIT, 0, 0, 0, None))
-        for result in list(self._thread_results):
-            result.settle(None, RuntimeError(RELEASED))
-        self._thread_results.clear()
+        self._foreign.release()
         self._reserve.close()
         # Let killed connector greenlets unwind now, so none outlives release.
         for connector in list(self._connectors):
@@ -288,7 +282,7 @@ class SocketServer:
             addresses = _socket.getaddrinfo(host, port, 0, _socket.SOCK_STREAM, 0, _NUMERIC)
         except _socket.gaierror:
             addresses = None
-        slot = self._host.register(ConnectingSlot(self._host, opaque))
+        slot: ConnectingSlot = self._host.register(ConnectingSlot(self._host, opaque))
         if addresses is not None:
             slot.connect_addresses = list(addresses)
             slot.connect_next(None)
@@ -394,8 +388,8 @@ class SocketServer:
             _check_id(socket_id)
             self._from_other_thread(self.close, socket_id)
             return
-        if self._foreign_calls:
-            self.run_foreign_calls()
+        if self._foreign.queue:
+            self._foreign.run_all()
         slot = self._live(socket_id)
         if slot is not None:
             slot.close()
@@ -406,8 +400,8 @@ class SocketServer:
             _check_id(socket_id)
             self._from_other_thread(self.shutdown, socket_id)
             return
-        if self._foreign_calls:
-            self.run_foreign_calls()
+        if self._foreign.queue:
+            self._foreign.run_all()
         slot = self._live(socket_id)
         if slot is not None:
             slot.force_close(report=True)
@@ -419,51 +413,23 @@ class SocketServer:
         return args[0] in self._slots
 
     def _in_hub(self, function: Callable[..., Any], *args: Any, blocking: bool = False) -> Any:
-        """From another OS thread: run ``function(*args)`` in the hub's
-        thread (in a greenlet of its own when it may block) and return its
-        result here, raising here what it raised."""
         if self._released:
             raise RuntimeError(RELEASED)
-        result = ThreadResult()
-        self.call_threadsafe(self._answer_thread, result, function, args, blocking)
-        return result.wait(FOREIGN_CALL_TIMEOUT)
-
-    def _answer_thread(self, result: ThreadResult, function: Callable[..., Any],
-                       args: Tuple[Any, ...], blocking: bool) -> None:
-        if self._released:
-            result.settle(None, RuntimeError(RELEASED))
-        elif not blocking:
-            result.run(function, args)
-        else:
-            self._thread_results.add(result)
-            greenlet = gevent.spawn(result.run, function, args)
-            self._connectors.add(greenlet)
-            greenlet.link(self._connectors.discard)
-            greenlet.link(lambda _: self._thread_results.discard(result))
+        return self._foreign.ask(function, args, blocking, FOREIGN_CALL_TIMEOUT)
 
     def call_threadsafe(self, function: Callable[..., Any], *args: Any) -> None:
         """Run ``function(*args)`` soon in the hub's thread; may be called
         from any thread. Calls run in the order they were made, and before
         any close or shutdown that the hub's thread makes afterwards, so a
         thread's writes reach the socket before the hub closes it. What
-        ``function`` raises is logged. Never blocks."""
-        self._foreign_calls.append((function, args))
-        self._loop.run_callback_threadsafe(self.run_foreign_calls)
+        ``function`` raises is logged. Returns None; never blocks."""
+        self._foreign.call(function, args)
 
     def run_foreign_calls(self) -> None:
-        """Run every call queued by :meth:`call_threadsafe` (hub thread only)."""
-        calls = self._foreign_calls
-        while calls:
-            function, args = calls.popleft()
-            if self._released:
-                if function == self._answer_thread:
-                    args[0].settle(None, RuntimeError(RELEASED))
-                continue
-            try:
-                function(*args)
-            except Exception:
-                logger.exception("%s%r called from another thread failed",
-                                 getattr(function, "__name__", function), args)
+        """Run every call queued by :meth:`call_threadsafe` now, in order
+        (hub's thread only). Returns None; blocks only as long as those
+        calls do (they are the server's own non-blocking operations)."""
+        self._foreign.run_all()
 
     def nodelay(self, socket_id: int) -> None:
         """Set TCP_NODELAY on a TCP socket; ignored for other ids."""
@@ -480,7 +446,7 @@ class SocketServer:
 
     # ------------------------------------------------------------------ UDP
 
-    def _udp_socket(self, family: int, sockaddr: Any, opaque: int) -> int:
+    def _udp_socket(self, family: int, sockaddr: Any, opaque: int, default: Any = None) -> int:
         sock = _socket.socket(family, _socket.SOCK_DGRAM, 0)
         try:
             sock.setblocking(False)
@@ -491,6 +457,7 @@ class SocketServer:
         except BaseException:
             sock.close()
             raise
+        slot.udp_default = default
         slot.start_reading()
         return slot.id
 
@@ -525,9 +492,7 @@ class SocketServer:
         if self._other_thread():
             return self._in_hub(self.udp_dial, host, port, opaque, blocking=True)
         family, _, _, _, sockaddr = self._resolve(host, port, _socket.SOCK_DGRAM)[0]
-        socket_id = self._udp_socket(family, None, opaque)
-        self._slots[socket_id].udp_default = sockaddr
-        return socket_id
+        return self._udp_socket(family, None, opaque, sockaddr)
 
     def udp_connect(self, socket_id: int, host: str, port: int) -> None:
         """Set the default destination of a UDP socket. A family mismatch
@@ -546,15 +511,15 @@ class SocketServer:
 
     def _udp_connect_to(self, socket_id: int, host: str,
                         destinations: List[Tuple[int, Any]]) -> None:
-        slot = self._slots.get(socket_id)
+        slot = self._udp_slot(socket_id)
         if slot is not None:
             slot.connect_to(host, destinations)
 
-    def _udp_slot(self, socket_id: int) -> Optional[Slot]:
+    def _udp_slot(self, socket_id: int) -> Optional[UdpSlot]:
         """The live UDP slot of ``socket_id``; ValueError for another kind.
         Read-only, so safe from any thread."""
         slot = self._slots.get(socket_id)
-        if slot is not None and slot.protocol != PROTOCOL_UDP:
+        if slot is not None and not isinstance(slot, UdpSlot):
             raise ValueError(f"socket {socket_id} is not a UDP socket")
         return slot
 
@@ -592,7 +557,7 @@ class SocketServer:
 
     def _udp_send_to(self, socket_id: int, destinations: Optional[List[Tuple[int, Any]]],
                      data: Any) -> bool:
-        slot = self._slots.get(socket_id)
+        slot = self._udp_slot(socket_id)
         if slot is None or slot.state is CLOSED or slot.state is CLOSING:
             return False
         return slot.send_to_any(destinations, data)
