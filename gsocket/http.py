@@ -114,17 +114,15 @@ def read_request(socket_id: int, *, timeout: Optional[float] = REQUEST_TIMEOUT,
         conn = previous._conn
         if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
             raise RuntimeError("the previous request was not answered, or the connection must close")
+        # What the peer sent after the previous request (a pipelined one)
+        # is still in h11's buffer (``previous.extra`` is a copy of it).
         conn.start_next_cycle()
-        pending = previous.extra
     else:
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=max_header)
-        pending = b""
     deadline = None if timeout is None else time.monotonic() + timeout
     request: Optional[h11.Request] = None
     body: List[bytes] = []
     size = 0
-    if pending:
-        conn.receive_data(pending)
     while True:
         try:
             event = conn.next_event()
@@ -136,6 +134,10 @@ def read_request(socket_id: int, *, timeout: Optional[float] = REQUEST_TIMEOUT,
                 return None
             conn.receive_data(data)
         elif isinstance(event, h11.Request):
+            # h11 bounds only a head still incomplete; one that arrived
+            # whole in a chunk is measured here.
+            if _head_size(event) > max_header:
+                raise HttpError(431, f"request head over {max_header} bytes")
             request = event
             length = _content_length(event)
             if length is not None and length > max_body:
@@ -154,6 +156,15 @@ def read_request(socket_id: int, *, timeout: Optional[float] = REQUEST_TIMEOUT,
             return HttpRequest(request, b"".join(body), bytes(extra), conn)
         elif isinstance(event, h11.ConnectionClosed):
             return None
+
+
+def _head_size(request: h11.Request) -> int:
+    """The size of a request's head as sent, give or take whitespace:
+    "METHOD TARGET HTTP/x.y" CRLF, "name: value" CRLF each, CRLF."""
+    size = len(request.method) + len(request.target) + 12
+    for name, value in request.headers:
+        size += len(name) + len(value) + 4
+    return size + 2
 
 
 def _content_length(request: h11.Request) -> Optional[int]:
@@ -186,6 +197,14 @@ def _header_pairs(headers: HeaderArg) -> List[Tuple[str, str]]:
     return [(str(k), str(v)) for k, v in headers]
 
 
+def _phrase(status: int, default: str) -> str:
+    """The standard reason phrase of ``status`` ("Not Found"), or ``default``."""
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return default
+
+
 def write_response(socket_id: int, status: int, headers: HeaderArg = None,
                    body: Union[bytes, str] = b"", *, request: Optional[HttpRequest] = None,
                    close: bool = True, reason: Optional[str] = None) -> bool:
@@ -193,7 +212,8 @@ def write_response(socket_id: int, status: int, headers: HeaderArg = None,
 
     ``headers`` is a dict or (name, value) pairs; Content-Length is added
     unless given; a str body is UTF-8. With ``request`` the response answers
-    it (no body for HEAD; HTTP/1.0 framing). Never blocks. With ``close``
+    it (no body for HEAD; HTTP/1.0 framing); ``reason`` defaults to the
+    standard phrase ("OK"). Never blocks. With ``close``
     (the default) or when HTTP says the connection cannot be reused, it adds
     ``Connection: close``, closes the socket gracefully (every byte still
     reaches the peer) and returns False. Otherwise returns True: the
@@ -209,8 +229,9 @@ def write_response(socket_id: int, status: int, headers: HeaderArg = None,
     if close and "connection" not in names:
         pairs.append(("Connection", "close"))
     conn = request._conn if request is not None else h11.Connection(h11.SERVER)
-    response = h11.Response(status_code=status, headers=pairs,
-                            reason=(reason or "").encode("latin-1"))
+    if reason is None:
+        reason = _phrase(status, "")
+    response = h11.Response(status_code=status, headers=pairs, reason=reason.encode("latin-1"))
     chunks = [conn.send(response)]
     if body and not (request is not None and request.request.method == b"HEAD"):
         chunks.append(conn.send(h11.Data(data=body)))
@@ -230,11 +251,7 @@ def write_error(socket_id: int, status: int, message: str = "", *,
     """Answer ``status`` with a short text/plain body (``message``, or the
     standard reason), then close the socket gracefully. Never blocks
     (the close waits only for the id to be released)."""
-    try:
-        phrase = HTTPStatus(status).phrase
-    except ValueError:
-        phrase = "Error"
-    text = f"{status} {message or phrase}\n"
+    text = f"{status} {message or _phrase(status, 'Error')}\n"
     pairs = _header_pairs(headers) + [("Content-Type", "text/plain; charset=utf-8")]
     try:
         write_response(socket_id, status, pairs, text, request=request, close=True)

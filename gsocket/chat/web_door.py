@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import time
-from http import HTTPStatus
 from typing import Any, Callable, List, Optional
 
 import gevent
@@ -173,13 +172,9 @@ class WebDoor:
     def _send(socket_id: int, request: http.HttpRequest, reply: Reply) -> bool:
         """Write ``reply``; True when the connection stays open for the
         next request (keep-alive), False once it is closed."""
-        try:
-            reason = HTTPStatus(reply.status).phrase
-        except ValueError:
-            reason = ""
         close = reply.status == 400         # a client that sends nonsense: done with it
         return http.write_response(socket_id, reply.status, [("Server", "gsocket-chat"), *reply.headers],
-                                   reply.body, request=request, close=close, reason=reason)
+                                   reply.body, request=request, close=close)
 
     # ------------------------------------------------------------------ WebSocket
 
