@@ -11,7 +11,7 @@ import json
 from typing import Any, Dict, Optional, Tuple
 
 from .core import Kick, Outgoing
-from .events import Joined, Left, Notice, Private, Renamed, Said
+from .events import Joined, Left, Notice, Private, Renamed, Said, Topic
 from .protocol import valid_name
 
 __all__ = ["encode", "decode", "encode_said", "decode_said"]
@@ -55,6 +55,9 @@ def encode(event: Outgoing, node: str) -> str:
     elif kind is Renamed:
         body = {"t": "nick", "old": event.old, "new": event.new,  # type: ignore[union-attr]
                 "rooms": list(event.rooms)}  # type: ignore[union-attr]
+    elif kind is Topic:
+        body = {"t": "topic", "room": event.room, "nick": event.nick,  # type: ignore[union-attr]
+                "text": event.text}  # type: ignore[union-attr]
     elif kind is Notice:
         body = {"t": "notice", "text": event.text}  # type: ignore[union-attr]
     elif kind is Kick:
@@ -82,6 +85,8 @@ def decode(data: Any) -> Optional[Tuple[str, Outgoing]]:
             event = Left(str(d["room"]), str(d["nick"]), str(d.get("reason", "left")))
         elif kind == "nick":
             event = Renamed(str(d["old"]), str(d["new"]), tuple(str(r) for r in d["rooms"]))
+        elif kind == "topic":
+            event = Topic(str(d["room"]), str(d["nick"]), str(d["text"]))
         elif kind == "notice":
             event = Notice(str(d["text"]))
         elif kind == "kick":

@@ -26,7 +26,7 @@ from typing import Deque, Dict, Iterable, List, Optional, Set, Tuple
 
 from .events import (
     Error, ErrorCode, Help, History, Joined, Left, Members, Notice, Private, Renamed,
-    RoomList, Said, Welcome,
+    RoomList, Said, Topic, Welcome,
 )
 from .interfaces import Cluster, Kick, Outbox, Outgoing, Session, User
 from .protocol import (
@@ -42,8 +42,10 @@ logger = logging.getLogger("gsocket.chat")
 LOBBY = "lobby"
 #: Messages of a room kept and shown on joining it.
 HISTORY_SIZE = 20
-#: Rooms whose history this node keeps (the oldest empty one goes first).
+#: Rooms whose history (and topic) this node keeps (the oldest empty one goes first).
 MAX_ROOMS = 10_000
+#: Longest topic kept, in characters.
+TOPIC_SIZE = 300
 
 
 class ChatCore:
@@ -63,6 +65,8 @@ class ChatCore:
         #: Room display names by key.
         self.room_names: Dict[str, str] = {}
         self.history: Dict[str, Deque[Said]] = {}
+        #: The topic of each room by key (IRC's TOPIC), as last set on any node.
+        self.topics: Dict[str, Topic] = {}
         #: Nick keys being claimed by a greenlet blocked in cluster.claim.
         self.reserved: Set[str] = set()
         self._guests = itertools.count(1)
@@ -136,6 +140,31 @@ class ChatCore:
             if cluster is None or cluster.claim(nick):
                 return nick
             self.reserved.discard(key)
+
+    def register(self, session: Session, nick: str) -> Optional[User]:
+        """A client that picks its nick before it enters (IRC): a user
+        called ``nick``, in no room and not greeted, if ``nick`` is valid and
+        nobody in the service holds it; None otherwise. May block."""
+        if not valid_name(nick):
+            return None
+        key = name_key(nick)
+        if key in self.users or key in self.reserved:
+            return None
+        self.reserved.add(key)
+        try:
+            claimed = self.cluster is None or self.cluster.claim(nick)
+        finally:
+            self.reserved.discard(key)
+        if not claimed:
+            return None
+        if key in self.users:     # taken here while we waited for the cluster
+            if self.cluster is not None:
+                self.cluster.release(nick)
+            return None
+        user = User(session, nick)
+        self.users[key] = user
+        logger.debug("%s registered as %s", session.peer, nick)
+        return user
 
     def disconnect(self, user: User, reason: str = "disconnected") -> Outbox:
         """The client is gone: it leaves its rooms, its nick is free. Safe
@@ -326,6 +355,35 @@ class ChatCore:
         self._advertise(user)
         return outbox
 
+    def topic(self, room: str) -> Optional[Topic]:
+        """The topic of ``room`` (None: none set). Never blocks."""
+        topic = self.topics.get(name_key(room[1:] if room.startswith("#") else room))
+        return topic if topic is not None and topic.text else None
+
+    def set_topic(self, user: User, room: str, text: str) -> Outbox:
+        """Set (empty ``text``: clear) the topic of ``room``, where ``user``
+        must be; every member, ``user`` too, hears it. Never blocks."""
+        outbox = Outbox()
+        key = name_key(room[1:] if room.startswith("#") else room)
+        if not any(name_key(joined) == key for joined in user.rooms):
+            outbox.reply(user, Error(ErrorCode.BAD_ROOM, f"you are not in {room}"))
+            return outbox
+        topic = Topic(self._room_name(key), user.nick, clean_text(text)[:TOPIC_SIZE])
+        self._store_topic(key, topic)
+        outbox.send(topic, self._sessions(key))
+        outbox.publish(topic)
+        return outbox
+
+    def _store_topic(self, key: str, topic: Topic) -> None:
+        topics = self.topics
+        topics.pop(key, None)
+        if not topic.text:
+            return
+        if len(topics) >= MAX_ROOMS:    # memory bound: forget the oldest topic of an empty room
+            idle = next((k for k in topics if k not in self.rooms), next(iter(topics)))
+            del topics[idle]
+        topics[key] = topic
+
     def _enter(self, user: User, room: str, outbox: Outbox, greet: bool = False) -> None:
         key = name_key(room)
         name = self.room_names.setdefault(key, room)
@@ -385,6 +443,11 @@ class ChatCore:
             target = self.users.get(name_key(event.recipient))  # type: ignore[union-attr]
             if target is not None:
                 outbox.send(event, (target.session,))  # type: ignore[arg-type]
+        elif kind is Topic:
+            topic: Topic = event  # type: ignore[assignment]
+            key = name_key(topic.room)
+            self._store_topic(key, topic)
+            outbox.send(topic, self._sessions(key))
         elif kind is Notice:
             outbox.send(event, tuple([user.session for user in self.users.values()]))  # type: ignore[arg-type]
         elif kind is Kick:

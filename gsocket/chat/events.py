@@ -14,7 +14,7 @@ from typing import Tuple, Union
 
 __all__ = [
     "Said", "Private", "Joined", "Left", "Renamed", "Welcome", "History", "Members",
-    "RoomList", "Help", "Notice", "Error", "Event", "ErrorCode",
+    "RoomList", "Help", "Notice", "Error", "Event", "ErrorCode", "Topic",
 ]
 
 
@@ -63,6 +63,15 @@ class Renamed:
     old: str
     new: str
     rooms: Tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Topic:
+    """``nick`` set the topic of ``room`` to ``text`` (empty: cleared)."""
+
+    room: str
+    nick: str
+    text: str
 
 
 @dataclass(frozen=True)
@@ -135,4 +144,4 @@ class Error:
 
 
 Event = Union[Said, Private, Joined, Left, Renamed, Welcome, History, Members, RoomList,
-              Help, Notice, Error]
+              Help, Notice, Error, Topic]

@@ -19,6 +19,7 @@ import gevent
 
 from .. import driver as _driver
 from .. import socket
+from .door import SLOW_CONSUMER_KIB, Door, drop_if_slow, refuse
 from .events import Error, ErrorCode, Event
 from .limits import FloodPolicy
 from .protocol import MAX_LINE, LineSplitter, LineTooLong, decode_line
@@ -27,10 +28,6 @@ from .render import render_bytes
 __all__ = ["LineSession", "LineDoor", "SLOW_CONSUMER_KIB"]
 
 logger = logging.getLogger("gsocket.chat")
-
-#: Pending output (KiB) that makes a client a slow consumer: skynet's first
-#: SOCKET_WARNING threshold, 1 MiB.
-SLOW_CONSUMER_KIB = 1024
 
 
 class LineSession:
@@ -95,40 +92,19 @@ class LineSession:
         return f"<LineSession {self.id} {nick} {self.peer}>"
 
 
-class LineDoor:
-    """Accepts line-protocol clients on a listener and serves each one.
-
-    ``service`` is the :class:`~gsocket.chat.server.ChatService`;
-    ``spawn`` runs a callable in a new greenlet (the server tracks them).
+class LineDoor(Door):
+    """Accepts line-protocol clients on a listener and serves each one
+    (``listen``, ``close``: :class:`~gsocket.chat.door.Door`).
     """
 
     def __init__(self, service: Any, spawn: Callable[..., Any], *, line_rate: float = 20.0,
                  line_burst: int = 40, flood_patience: float = 5.0,
                  max_line: int = MAX_LINE) -> None:
-        self.service = service
-        self.spawn = spawn
+        super().__init__(service, spawn)
         self.line_rate = line_rate
         self.line_burst = line_burst
         self.flood_patience = flood_patience
         self.max_line = max_line
-        self.listen_id: Optional[int] = None
-
-    def listen(self, host: str, port: int, reuseport: bool = False, backlog: int = 1024) -> int:
-        """Bind and start accepting; returns the listen id. OSError if the
-        address cannot be bound."""
-        listen_id = socket.listen(host, port, backlog, reuseport=reuseport)
-        socket.start(listen_id, self._accepted)
-        self.listen_id = listen_id
-        return listen_id
-
-    def close(self) -> None:
-        """Stop accepting (the port is released)."""
-        if self.listen_id is not None:
-            socket.close(self.listen_id)
-            self.listen_id = None
-
-    def _accepted(self, socket_id: int, peer: str) -> None:
-        self.spawn(self.serve, socket_id, peer)
 
     def serve(self, socket_id: int, peer: str) -> None:
         """Serve one client until it quits, is disconnected or the server
@@ -139,7 +115,7 @@ class LineDoor:
             return
         socket.nodelay(socket_id)
         session = LineSession(socket_id, peer, _driver.current())
-        socket.warning(socket_id, lambda id, kib: self._on_warning(session, kib))
+        socket.warning(socket_id, lambda id, kib: drop_if_slow(session, kib))
         service = self.service
         user = None
         try:
@@ -164,13 +140,13 @@ class LineDoor:
             try:
                 lines = splitter.feed(data)
             except LineTooLong:
-                self._refuse(session, ErrorCode.LINE_TOO_LONG,
+                refuse(session, ErrorCode.LINE_TOO_LONG,
                              f"line too long (over {self.max_line} bytes): disconnecting", "line too long")
                 return
             for raw in lines:
                 verdict = policy.line(clock())
                 if verdict.disconnect:
-                    self._refuse(session, ErrorCode.FLOOD, "flooding: disconnecting", "flooding")
+                    refuse(session, ErrorCode.FLOOD, "flooding: disconnecting", "flooding")
                     return
                 if verdict.warn:
                     logger.info("%s (%s) throttled: over %g lines/s", user.nick, session.peer,
@@ -186,16 +162,3 @@ class LineDoor:
                 service.line(user, text)
                 if session.closed:
                     return
-
-    @staticmethod
-    def _refuse(session: LineSession, code: str, text: str, reason: str) -> None:
-        logger.warning("%s (%s): %s", session.user.nick if session.user else "?", session.peer, reason)
-        session.deliver(Error(code, text))
-        session.close(reason)
-
-    @staticmethod
-    def _on_warning(session: LineSession, kib: int) -> None:
-        if kib >= SLOW_CONSUMER_KIB and not session.closed:
-            nick = session.user.nick if session.user is not None else "?"
-            logger.warning("%s (%s) does not read: %d KiB pending, disconnecting", nick, session.peer, kib)
-            session.drop("not reading")

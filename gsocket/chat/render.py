@@ -12,7 +12,7 @@ from typing import Any, List, Tuple
 
 from .events import (
     Error, Event, Help, History, Joined, Left, Members, Notice, Private, Renamed, RoomList, Said,
-    Welcome,
+    Topic, Welcome,
 )
 
 __all__ = ["render_lines", "render_bytes", "said_line"]
@@ -60,6 +60,11 @@ def render_lines(event: Event) -> List[str]:
         width = max(len(usage) for usage, _ in event.commands)  # type: ignore[union-attr]
         return ["* commands:"] + [f"*   {usage:<{width}}  {what}"
                                   for usage, what in event.commands]  # type: ignore[union-attr]
+    if kind is Topic:
+        topic: Topic = event  # type: ignore[assignment]
+        if not topic.text:
+            return [f"* {topic.nick} cleared the topic of {topic.room}"]
+        return [f"* {topic.nick} set the topic of {topic.room}: {topic.text}"]
     if kind is Notice:
         return [f"* {event.text}"]  # type: ignore[union-attr]
     if kind is Error:

@@ -59,6 +59,15 @@ class ChatService:
         self.perform(outbox)
         return user
 
+    def register(self, session: Session, nick: str) -> Optional[User]:
+        """Register a client that picked its nick first (IRC): no room, no
+        greeting; None if ``nick`` is taken or invalid. May block."""
+        user = self.core.register(session, nick)
+        if user is not None:
+            self.sessions.add(session)
+            logger.info("%s %s registered as %s", session.door, session.peer, nick)
+        return user
+
     def line(self, user: User, text: str) -> None:
         """One line of the line protocol from ``user``. May block."""
         self.perform(self.core.handle_line(user, text))
@@ -93,13 +102,18 @@ class ChatServer:
     with other processes (``--workers``); ``console``: (host, port) of the
     admin console; ``presence_ttl``: seconds before a dead node's users
     disappear. Flood limits: ``line_rate``, ``line_burst``, ``flood_patience``.
+    ``web`` and ``irc``: the ports of the browser and IRC doors (0: any
+    free port; see ``web_address``, ``irc_address``); ``irc_options``:
+    keyword arguments for :class:`~gsocket.chat.irc_door.IrcDoor` (ping
+    intervals, server name).
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 8888, *, redis: Optional[str] = None,
                  reuseport: bool = False, console: Optional[Tuple[str, int]] = None,
                  presence_ttl: Optional[float] = None, line_rate: float = 20.0, line_burst: int = 40,
                  flood_patience: float = 5.0, redis_prefix: str = "gsocket-chat",
-                 web: Optional[int] = None) -> None:
+                 web: Optional[int] = None, irc: Optional[int] = None,
+                 irc_options: Optional[Dict[str, Any]] = None) -> None:
         self.host = host
         self.port = port
         self.redis_url = redis
@@ -122,6 +136,15 @@ class ChatServer:
             from .web_door import WebDoor
             self.web_door = WebDoor(self.service, self.greenlets.spawn, line_rate=line_rate,
                                     line_burst=line_burst, flood_patience=flood_patience)
+        #: ``irc``: the IRC door's port (``--irc``); its address once listening.
+        self.irc_port = irc
+        self.irc_door: Any = None
+        self.irc_address: Optional[Tuple[str, int]] = None
+        if irc is not None:
+            from .irc_door import IrcDoor
+            self.irc_door = IrcDoor(self.service, self.greenlets.spawn, line_rate=line_rate,
+                                    line_burst=line_burst, flood_patience=flood_patience,
+                                    **(irc_options or {}))
         self._stopped = _GeventEvent()
         self._stopping = False
 
@@ -141,13 +164,16 @@ class ChatServer:
             assert address is not None
             self.address = (address[0], address[1])
             if self.web_door is not None:
-                self._start_web(self.host, self.web_port)
+                self.web_address = self._start_door(self.web_door, self.web_port, "web")
+                logger.info("chat web page on http://%s:%d/", *self.web_address)
+            if self.irc_door is not None:
+                self.irc_address = self._start_door(self.irc_door, self.irc_port, "irc")
+                logger.info("chat IRC door on %s:%d", *self.irc_address)
             if self.console_address is not None:
                 self._start_console(*self.console_address)
         except BaseException:
-            self.door.close()
-            if self.web_door is not None:
-                self.web_door.close()
+            for door in self._doors():
+                door.close()
             if self.cluster is not None:
                 self.cluster.stop()
             raise
@@ -167,16 +193,19 @@ class ChatServer:
         service.core.cluster = cluster
         service._publish = cluster.publish
 
-    def _start_web(self, host: str, port: int) -> None:
+    def _doors(self) -> List[Any]:
+        return [door for door in (self.door, self.web_door, self.irc_door) if door is not None]
+
+    def _start_door(self, door: Any, port: Optional[int], what: str) -> Tuple[str, int]:
+        """Start a door on the chat's host; its address. OSError naming the door."""
         from .. import socket
         try:
-            listen_id = self.web_door.listen(host, port, reuseport=self.reuseport)
-        except OSError as exc:   # say which address: the chat port's or the web page's
-            raise OSError(exc.errno, exc.strerror, f"{host}:{port} (web)") from None
+            listen_id = door.listen(self.host, port or 0, reuseport=self.reuseport)
+        except OSError as exc:   # say which address: the chat port's or this door's
+            raise OSError(exc.errno, exc.strerror, f"{self.host}:{port} ({what})") from None
         address = socket.address(listen_id)
         assert address is not None
-        self.web_address = (address[0], address[1])
-        logger.info("chat web page on http://%s:%d/", *self.web_address)
+        return (address[0], address[1])
 
     def _link_changed(self, up: bool) -> None:
         if up:
@@ -236,9 +265,8 @@ class ChatServer:
             return
         self._stopping = True
         # TODO(issue 14): socket.stop(listen_id, grace) does all of this.
-        self.door.close()
-        if self.web_door is not None:
-            self.web_door.close()
+        for door in self._doors():
+            door.close()
         service = self.service
         notice = Notice(SHUTDOWN_NOTICE)
         sessions = list(service.sessions)

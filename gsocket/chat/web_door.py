@@ -24,7 +24,7 @@ from .. import driver as _driver
 from .. import http, socket, websocket
 from .events import Error, ErrorCode, Event
 from .limits import FloodPolicy
-from .line_door import SLOW_CONSUMER_KIB
+from .door import Door, drop_if_slow, refuse
 from .protocol import MAX_LINE, decode_line
 from .render import render_lines
 from .web_site import WEBSOCKET_PATH, Reply, WebSite
@@ -93,46 +93,22 @@ class WebSession:
         return f"<WebSession {self.id} {nick} {self.peer}>"
 
 
-class WebDoor:
-    """Serves the chat page and its WebSocket on one listener.
-
-    ``service`` is the :class:`~gsocket.chat.server.ChatService`; ``spawn``
-    runs a callable in a new greenlet (the server tracks them); ``site``
-    the files served (default: the shipped page).
+class WebDoor(Door):
+    """Serves the chat page and its WebSocket on one listener (``listen``,
+    ``close``: :class:`~gsocket.chat.door.Door`); ``site``: the files
+    served (default: the shipped page).
     """
 
     def __init__(self, service: Any, spawn: Callable[..., Any], *, site: Optional[WebSite] = None,
                  line_rate: float = 20.0, line_burst: int = 40, flood_patience: float = 5.0,
                  max_line: int = MAX_LINE, keepalive_timeout: float = KEEPALIVE_TIMEOUT) -> None:
-        self.service = service
-        self.spawn = spawn
+        super().__init__(service, spawn)
         self.site = site if site is not None else WebSite()
         self.line_rate = line_rate
         self.line_burst = line_burst
         self.flood_patience = flood_patience
         self.max_line = max_line
         self.keepalive_timeout = keepalive_timeout
-        self.listen_id: Optional[int] = None
-
-    def listen(self, host: str, port: int, reuseport: bool = False, backlog: int = 1024) -> int:
-        """Bind and start accepting; returns the listen id. OSError if the
-        address cannot be bound."""
-        if reuseport:
-            listen_id = _driver.default().listen(host, port, backlog, 0, reuseport=True)
-        else:
-            listen_id = socket.listen(host, port, backlog)
-        socket.start(listen_id, self._accepted)
-        self.listen_id = listen_id
-        return listen_id
-
-    def close(self) -> None:
-        """Stop accepting (the port is released)."""
-        if self.listen_id is not None:
-            socket.close(self.listen_id)
-            self.listen_id = None
-
-    def _accepted(self, socket_id: int, peer: str) -> None:
-        self.spawn(self.serve, socket_id, peer)
 
     # ------------------------------------------------------------------ HTTP
 
@@ -185,7 +161,7 @@ class WebDoor:
                                         max_message=MAX_MESSAGE):
             return
         session = WebSession(socket_id, peer, _driver.current(), self.spawn)
-        socket.warning(socket_id, lambda id, kib: self._on_warning(session, kib))
+        socket.warning(socket_id, lambda id, kib: drop_if_slow(session, kib))
         service = self.service
         user = None
         try:
@@ -218,12 +194,12 @@ class WebDoor:
                 text = message
             for line in self._lines(text):
                 if len(line.encode("utf-8")) > self.max_line:
-                    self._refuse(session, ErrorCode.LINE_TOO_LONG,
+                    refuse(session, ErrorCode.LINE_TOO_LONG,
                                  f"line too long (over {self.max_line} bytes): disconnecting", "line too long")
                     return
                 verdict = policy.line(clock())
                 if verdict.disconnect:
-                    self._refuse(session, ErrorCode.FLOOD, "flooding: disconnecting", "flooding")
+                    refuse(session, ErrorCode.FLOOD, "flooding: disconnecting", "flooding")
                     return
                 if verdict.warn:
                     logger.info("%s (%s) throttled: over %g lines/s", user.nick, session.peer, self.line_rate)
@@ -243,16 +219,3 @@ class WebDoor:
         if lines and lines[-1] == "":
             lines.pop()
         return [line[:-1] if line.endswith("\r") else line for line in lines]
-
-    @staticmethod
-    def _refuse(session: WebSession, code: str, text: str, reason: str) -> None:
-        logger.warning("%s (%s): %s", session.user.nick if session.user else "?", session.peer, reason)
-        session.deliver(Error(code, text))
-        session.close(reason)
-
-    @staticmethod
-    def _on_warning(session: WebSession, kib: int) -> None:
-        if kib >= SLOW_CONSUMER_KIB and not session.closed:
-            nick = session.user.nick if session.user is not None else "?"
-            logger.warning("%s (%s) does not read: %d KiB pending, disconnecting", nick, session.peer, kib)
-            session.drop("not reading")
