@@ -350,8 +350,7 @@ def test_open_inside_a_callback(driver: Driver) -> None:
 
 def test_default_is_the_current_hub_driver(leak_check: None) -> None:
     hub = get_hub()
-    previous = getattr(hub, "_gsocket_driver", None)
-    hub._gsocket_driver = None
+    previous = driver_module.install_default(None, hub)
     try:
         first = default()
         assert default() is first and not first.freed
@@ -374,7 +373,7 @@ def test_default_is_the_current_hub_driver(leak_check: None) -> None:
         assert seen and seen[0][0] is not second and seen[0][1] is not hub
         second.free()
     finally:
-        hub._gsocket_driver = previous
+        driver_module.install_default(previous, hub)
 
 
 def test_default_is_what_gsocket_socket_uses(driver: Driver) -> None:
@@ -416,8 +415,8 @@ def test_exit_stops_the_dispatcher(driver: Driver) -> None:
 
 def test_free_wakes_readers_and_is_idempotent(leak_check: None) -> None:
     hub = get_hub()
-    previous = getattr(hub, "_gsocket_driver", None)
-    drv = hub._gsocket_driver = Driver()
+    drv = Driver()
+    previous = driver_module.install_default(drv, hub)
     try:
         listen_id = gs.listen("127.0.0.1", 0)
         accepted: gevent.queue.Queue = gevent.queue.Queue()
@@ -436,16 +435,15 @@ def test_free_wakes_readers_and_is_idempotent(leak_check: None) -> None:
         assert client.recv(10) == b""                # every socket was closed
         client.close()
     finally:
-        hub._gsocket_driver = previous
+        driver_module.install_default(previous, hub)
 
 
 def test_cleanup_after_free_does_not_bring_a_driver_back(leak_check):
     # Handlers woken by free() typically call close()/read() on their ids:
     # that must not start a new driver (whose dispatcher nobody would free).
     hub = get_hub()
-    previous = getattr(hub, "_gsocket_driver", None)
     freed = Driver()
-    hub._gsocket_driver = freed
+    previous = driver_module.install_default(freed, hub)
     try:
         listen_id = gs.listen("127.0.0.1", 0)
         freed.free()
@@ -461,4 +459,4 @@ def test_cleanup_after_free_does_not_bring_a_driver_back(leak_check):
         assert fresh is not freed and not fresh.freed
         fresh.free()
     finally:
-        hub._gsocket_driver = previous
+        driver_module.install_default(previous, hub)

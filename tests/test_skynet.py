@@ -13,7 +13,7 @@ from gevent import get_hub
 
 from gsocket import skynet
 from gsocket import socket as gs
-from gsocket.driver import Driver
+from gsocket.driver import Driver, installed
 
 
 from _peers import recv_exactly  # noqa: E402
@@ -200,4 +200,4 @@ def test_sleep_in_an_accept_callback_hands_over(driver: Driver) -> None:
         for client in clients:
             client.close()
         gs.close(listen_id)
-    assert get_hub()._gsocket_driver is driver
+    assert installed(get_hub()) is driver
