@@ -12,10 +12,13 @@ from __future__ import annotations
 import logging
 from typing import Any, Callable, Optional
 
-from .. import socket
-from .events import Error
+import gevent
 
-__all__ = ["Door", "SLOW_CONSUMER_KIB", "refuse", "drop_if_slow"]
+from .. import socket
+from .events import Error, ErrorCode
+from .limits import FloodPolicy
+
+__all__ = ["Door", "SLOW_CONSUMER_KIB", "refuse", "drop_if_slow", "pace"]
 
 logger = logging.getLogger("gsocket.chat")
 
@@ -76,3 +79,20 @@ def drop_if_slow(session: Any, kib: int) -> None:
         logger.warning("%s (%s) does not read: %d KiB pending, disconnecting", _nick(session),
                        session.peer, kib)
         session.drop("not reading")
+
+
+def pace(session: Any, policy: FloodPolicy, now: float) -> bool:
+    """Apply the flood policy to one line received at ``now``: True to
+    handle it, False when the client was flooding and is being
+    disconnected. A throttled client is told once and its line is held
+    back for the policy's delay: blocks the calling greenlet that long."""
+    verdict = policy.line(now)
+    if verdict.disconnect:
+        refuse(session, ErrorCode.FLOOD, "flooding: disconnecting", "flooding")
+        return False
+    if verdict.warn:
+        logger.info("%s (%s) throttled: over %g lines/s", _nick(session), session.peer, policy.rate)
+        session.deliver(Error(ErrorCode.FLOOD, f"slow down: over {policy.rate:g} lines/s, throttled"))
+    if verdict.delay:
+        gevent.sleep(verdict.delay)
+    return True

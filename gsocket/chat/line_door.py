@@ -19,7 +19,7 @@ import gevent
 
 from .. import driver as _driver
 from .. import socket
-from .door import SLOW_CONSUMER_KIB, Door, drop_if_slow, refuse
+from .door import SLOW_CONSUMER_KIB, Door, drop_if_slow, pace, refuse
 from .events import Error, ErrorCode, Event
 from .limits import FloodPolicy
 from .protocol import MAX_LINE, LineSplitter, LineTooLong, decode_line
@@ -54,9 +54,18 @@ class LineSession:
 
     def deliver(self, event: Event) -> None:
         """Render ``event`` as lines and queue them; never blocks."""
-        if self.closed:
+        if not self.closed:
+            self.queue(self.render(event))
+
+    def render(self, event: Event) -> bytes:
+        """``event`` in this door's wire format (the line protocol's lines)."""
+        return render_bytes(event)
+
+    def queue(self, data: bytes) -> None:
+        """Queue ``data`` for the client (written at the end of this turn
+        of the event loop); never blocks. Nothing once closed."""
+        if self.closed or not data:
             return
-        data = render_bytes(event)
         pending = self._pending
         if pending is None:
             self._pending = [data]
@@ -144,17 +153,8 @@ class LineDoor(Door):
                              f"line too long (over {self.max_line} bytes): disconnecting", "line too long")
                 return
             for raw in lines:
-                verdict = policy.line(clock())
-                if verdict.disconnect:
-                    refuse(session, ErrorCode.FLOOD, "flooding: disconnecting", "flooding")
+                if not pace(session, policy, clock()):
                     return
-                if verdict.warn:
-                    logger.info("%s (%s) throttled: over %g lines/s", user.nick, session.peer,
-                                self.line_rate)
-                    session.deliver(Error(ErrorCode.FLOOD,
-                                          f"slow down: over {self.line_rate:g} lines/s, throttled"))
-                if verdict.delay:
-                    gevent.sleep(verdict.delay)
                 text = decode_line(raw)
                 if text is None:
                     session.deliver(Error(ErrorCode.INVALID_UTF8, "invalid UTF-8: line ignored"))

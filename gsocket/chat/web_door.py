@@ -18,13 +18,11 @@ import logging
 import time
 from typing import Any, Callable, List, Optional
 
-import gevent
-
 from .. import driver as _driver
 from .. import http, socket, websocket
 from .events import Error, ErrorCode, Event
 from .limits import FloodPolicy
-from .door import Door, drop_if_slow, refuse
+from .door import Door, drop_if_slow, pace, refuse
 from .protocol import MAX_LINE, decode_line
 from .render import render_lines
 from .web_site import WEBSOCKET_PATH, Reply, WebSite
@@ -197,15 +195,8 @@ class WebDoor(Door):
                     refuse(session, ErrorCode.LINE_TOO_LONG,
                                  f"line too long (over {self.max_line} bytes): disconnecting", "line too long")
                     return
-                verdict = policy.line(clock())
-                if verdict.disconnect:
-                    refuse(session, ErrorCode.FLOOD, "flooding: disconnecting", "flooding")
+                if not pace(session, policy, clock()):
                     return
-                if verdict.warn:
-                    logger.info("%s (%s) throttled: over %g lines/s", user.nick, session.peer, self.line_rate)
-                    session.deliver(Error(ErrorCode.FLOOD, f"slow down: over {self.line_rate:g} lines/s, throttled"))
-                if verdict.delay:
-                    gevent.sleep(verdict.delay)
                 service.line(user, line)
                 if session.closed:
                     return
