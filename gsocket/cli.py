@@ -58,7 +58,8 @@ def _chat_parser(prog: str = "gsocket chat") -> argparse.ArgumentParser:
                         "every server on that Redis")
     parser.add_argument("--workers", type=int, default=1, metavar="N",
                         help="N processes sharing the port (SO_REUSEPORT; needs --redis)")
-    parser.add_argument("--irc", type=_port, metavar="PORT", help="also serve IRC clients (not yet)")
+    parser.add_argument("--irc", type=_port, metavar="PORT", help="also serve IRC clients: the rooms are "
+                        "channels (lobby is #lobby)")
     parser.add_argument("--web", type=_port, metavar="PORT", help="also serve the chat page and its WebSocket "
                         "(http://HOST:PORT/, ws://HOST:PORT/ws)")
     parser.add_argument("--console", type=_address, metavar="HOST:PORT",
@@ -74,8 +75,6 @@ def _chat_parser(prog: str = "gsocket chat") -> argparse.ArgumentParser:
 
 
 def _check_chat_options(args: argparse.Namespace) -> None:
-    if args.irc is not None:
-        raise UsageError("--irc is not available yet (the IRC door is issue 12)")
     if args.workers < 1:
         raise UsageError(f"--workers must be at least 1, got {args.workers}")
     if args.workers > 1 and not args.redis:
@@ -152,7 +151,8 @@ def _run_chat(args: argparse.Namespace, prog: str) -> int:
     from .chat.server import ChatServer
 
     server = ChatServer(args.host, args.port, redis=args.redis, reuseport=args.reuseport,
-                        console=args.console, presence_ttl=args.presence_ttl, web=args.web)
+                        console=args.console, presence_ttl=args.presence_ttl, web=args.web,
+                        irc=args.irc)
     try:
         server.start()
     except OSError as exc:
@@ -194,6 +194,8 @@ def _worker_argv(args: argparse.Namespace, index: int) -> List[str]:
         argv += ["--console", f"{args.console[0]}:{args.console[1] + index}"]
     if args.web is not None:
         argv += ["--web", str(args.web)]
+    if args.irc is not None:
+        argv += ["--irc", str(args.irc)]
     if args.presence_ttl is not None:
         argv += ["--presence-ttl", str(args.presence_ttl)]
     return argv

@@ -46,7 +46,7 @@ def test_port_in_use_exits_2() -> None:
     (["--workers", "0"], "--workers must be at least 1"),
     (["--redis", "http://127.0.0.1:6379"], "bad Redis URL"),
     (["--redis", "redis://127.0.0.1:notaport/0"], "bad Redis URL"),
-    (["--irc", "6667"], "--irc is not available yet"),
+    (["--irc", "70000"], "expected a port number"),
     (["--port", "99999"], "expected a port number"),
     (["--console", "nocolon"], "expected HOST:PORT"),
 ])

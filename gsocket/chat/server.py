@@ -38,11 +38,17 @@ class ChatService:
         self._publish = publish
         self.sessions: Set[Session] = set()
 
-    def perform(self, outbox: Outbox) -> None:
+    def perform(self, outbox: Outbox, own: Optional[Session] = None,
+                intercept: Optional[Callable[[Any], bool]] = None) -> None:
         """Deliver, publish, then close what ``outbox`` says. Never blocks
-        (publishing is queued by the bridge)."""
+        (publishing is queued by the bridge). ``intercept``: a door's
+        say on the events for its own session ``own`` (the replies to the
+        command it is carrying out); those it returns True for are not
+        delivered (the door answered them in its own way)."""
         for event, sessions in outbox.deliveries:
             for session in sessions:
+                if session is own and intercept is not None and intercept(event):
+                    continue
                 session.deliver(event)
         publish = self._publish
         if publish is not None:
