@@ -60,7 +60,8 @@ def _chat_parser(prog: str = "gsocket chat") -> argparse.ArgumentParser:
                         help="N processes sharing the port (SO_REUSEPORT; needs --redis)")
     parser.add_argument("--irc", type=_port, metavar="PORT", help="also serve IRC clients: the rooms are "
                         "channels (lobby is #lobby)")
-    parser.add_argument("--web", type=_port, metavar="PORT", help="also serve the chat page and its WebSocket "
+    parser.add_argument("--web", type=_port, metavar="PORT",
+                        help="also serve the chat page and its WebSocket "
                         "(http://HOST:PORT/, ws://HOST:PORT/ws)")
     parser.add_argument("--console", type=_address, metavar="HOST:PORT",
                         help="admin console (with --workers N, worker i gets PORT+i)")

@@ -78,7 +78,8 @@ def test_pingpong_against_the_echo_example(loadgen: Path, echo_example: Tuple[in
     assert "srv_cpu" in fields
 
 
-def test_idle_connections_held_and_pinged_again(loadgen: Path, echo_example: Tuple[int, subprocess.Popen]) -> None:
+def test_idle_connections_held_and_pinged_again(loadgen: Path,
+                                                echo_example: Tuple[int, subprocess.Popen]) -> None:
     port, _ = echo_example
     fields = run_loadgen(loadgen, port, "-m", "idle", "-c", "20", "-s", "8", "-t", "0.2")
     assert fields["opened"] == "20" and fields["alive"] == "20", fields

@@ -18,7 +18,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from typing import Any, Callable, Iterator, List
+from typing import Any, Iterator, List
 
 import gevent
 import gevent.event

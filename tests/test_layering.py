@@ -7,12 +7,10 @@ module level, inside functions, under TYPE_CHECKING)."""
 from __future__ import annotations
 
 import ast
-import inspect
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Set
 
 import gsocket
-from gsocket.server import SocketServer
 
 PACKAGE = Path(gsocket.__file__).parent
 

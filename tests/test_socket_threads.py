@@ -83,7 +83,8 @@ def test_writes_from_a_gevent_threadpool_worker_arrive(gsocket_driver):
     listen_id, conn_id, client = _connected_pair()
     pool = ThreadPool(2)
     try:
-        assert pool.apply(lambda: [socket.write(conn_id, b"%d," % index) for index in range(50)]) == [True] * 50
+        written = pool.apply(lambda: [socket.write(conn_id, b"%d," % index) for index in range(50)])
+        assert written == [True] * 50
         socket.close(conn_id)
         assert _read_until_closed(client) == b"".join(b"%d," % index for index in range(50))
     finally:

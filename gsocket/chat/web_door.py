@@ -193,7 +193,8 @@ class WebDoor(Door):
             for line in self._lines(text):
                 if len(line.encode("utf-8")) > self.max_line:
                     refuse(session, ErrorCode.LINE_TOO_LONG,
-                                 f"line too long (over {self.max_line} bytes): disconnecting", "line too long")
+                           f"line too long (over {self.max_line} bytes): disconnecting",
+                           "line too long")
                     return
                 if not pace(session, policy, clock()):
                     return
