@@ -1,0 +1,78 @@
+"""Sphinx configuration for gsocket's documentation.
+
+Build it with ``python3 -m sphinx -W -b html docs docs/_build/html`` from the
+repository root (``pip install -e '.[docs]'`` first). ``-W`` turns every
+warning (a broken reference, a malformed docstring) into an error.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+# The package is imported from this checkout, whatever else is installed.
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+sys.path.insert(0, ROOT)
+
+import gsocket  # noqa: E402
+
+project = "gsocket"
+author = "the gsocket authors"
+copyright = "the gsocket authors, MIT licence"
+release = gsocket.__version__
+version = release
+
+extensions = [
+    "myst_parser",
+    "sphinx.ext.autodoc",
+    "sphinx.ext.napoleon",
+    "sphinx.ext.viewcode",
+]
+
+source_suffix = {".md": "markdown", ".rst": "restructuredtext"}
+root_doc = "index"
+exclude_patterns = ["_build", "tutorial/*.py", "porting/*.py"]
+
+myst_enable_extensions = ["colon_fence", "deflist"]
+myst_heading_anchors = 3
+
+autodoc_member_order = "bysource"
+autodoc_typehints = "description"
+autodoc_default_options = {"members": True, "show-inheritance": False}
+# Type names in signatures that Sphinx cannot resolve are not errors of ours.
+nitpicky = False
+
+html_theme = "alabaster"
+html_title = f"gsocket {release}"
+html_static_path: list = []
+
+
+def _headings_to_rubrics(app, what, name, obj, options, lines):  # noqa: ANN001
+    """Turn reST section headings in docstrings into rubrics.
+
+    Module docstrings use headings ("Theory of operation" and the like);
+    several modules share a heading's text, and headings inside an
+    autodoc block would also break the page's own section structure.
+    """
+    underline = set("-=~^\"'`#*+")
+    out: list = []
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        nxt = lines[i + 1] if i + 1 < len(lines) else ""
+        stripped = nxt.strip()
+        if (line.strip() and stripped and len(set(stripped)) == 1 and stripped[0] in underline
+                and len(stripped) >= len(line.strip()) and not line.startswith(" ")):
+            out.append(f".. rubric:: {line.strip()}")
+            out.append("")
+            i += 2
+            continue
+        out.append(line)
+        i += 1
+    lines[:] = out
+
+
+def setup(app):  # noqa: ANN001, ANN201
+    """Sphinx hook: register the docstring filter."""
+    app.connect("autodoc-process-docstring", _headings_to_rubrics)
+    return {"parallel_read_safe": True}
