@@ -1,4 +1,4 @@
-"""The admin console (API.md section 9, skynet's debug console), for any gsocket app.
+"""The admin console (skynet's debug console), for any gsocket app.
 
 A line protocol on a TCP port, loopback by default: one command per line,
 its reply as lines, then ``<CMD OK>`` or ``<CMD Error>`` on a line of its
@@ -6,7 +6,7 @@ own. Built-in commands: ``help``, ``netstat``, ``stat``, ``list``, ``gc``; an
 application adds its own with ``commands={"name": fn}``: ``fn(args)`` gets
 the words after the command (a list of str whose ``.line`` attribute is the
 rest of the line as typed) and returns the reply text; an exception it
-raises becomes the error reply.
+raises becomes the error reply. For example::
 
     console.start("127.0.0.1", 8000, commands={"rooms": lambda args: "lobby 3"})
     $ nc 127.0.0.1 8000

@@ -88,6 +88,19 @@ def test_nothing_in_the_docs_points_outside_the_repository() -> None:
     assert not offenders, offenders
 
 
+def test_the_built_pages_name_no_outside_documents(built_site: Path) -> None:
+    # Docstrings end up in the site too: they must not send readers elsewhere.
+    offenders = []
+    for page in built_site.rglob("*.html"):
+        if "_modules" in page.parts:        # highlighted source, comments and all
+            continue
+        text = page.read_text()
+        for needle in ("../shared", "/work/", "API.md", "semantics.md"):
+            if needle in text:
+                offenders.append(f"{page.relative_to(built_site)}: {needle}")
+    assert not offenders, offenders
+
+
 def test_the_doc_build_command_is_the_documented_one() -> None:
     conf = (DOCS / "conf.py").read_text()
     assert "python3 -m sphinx -W -b html docs docs/_build/html" in conf
