@@ -105,3 +105,31 @@ def test_the_doc_build_command_is_the_documented_one() -> None:
     conf = (DOCS / "conf.py").read_text()
     assert "python3 -m sphinx -W -b html docs docs/_build/html" in conf
 
+
+
+def test_the_event_table_carries_the_numbers_of_the_code() -> None:
+    from gsocket import events
+    from gsocket.driver import SKYNET_TYPE
+
+    text = (DOCS / "conventions.md").read_text()
+    rows = re.findall(r"^\| `(SOCKET_[A-Z]+)` \| (\d+) \| (\d+ `[A-Z]+`|\(none\)) \|", text, re.M)
+    assert [name for name, _, _ in rows] == [
+        "SOCKET_DATA", "SOCKET_CLOSE", "SOCKET_OPEN", "SOCKET_ACCEPT", "SOCKET_ERROR",
+        "SOCKET_EXIT", "SOCKET_UDP", "SOCKET_WARNING"]
+    for name, number, skynet in rows:
+        value = getattr(events, name)
+        assert int(number) == value, name
+        if skynet == "(none)":
+            assert value not in SKYNET_TYPE, name
+        else:
+            skynet_number, skynet_name = skynet.split()
+            assert SKYNET_TYPE[value] == int(skynet_number), name
+            assert getattr(events, "SKYNET_SOCKET_TYPE_" + skynet_name.strip("`")) == int(skynet_number)
+
+
+def test_the_tutorial_page_includes_files_that_exist() -> None:
+    text = (DOCS / "tutorial.md").read_text()
+    included = re.findall(r"```\{literalinclude\} (\S+)", text)
+    assert len(included) >= 10
+    for path in included:
+        assert (DOCS / path).is_file(), path
