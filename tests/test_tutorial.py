@@ -1,7 +1,8 @@
 """The tutorial's programs (docs/tutorial/) do what the tutorial says, over
 real sockets: steps 1-3 in this process, step 4 is the tutorial's own test
 file run by pytest as a reader would run it, step 5 as real processes
-(two nodes, then ``--workers 2``) on a real redis-server."""
+(two nodes, then ``--workers 2``) on a real redis-server. The porting
+guide's gate + agent port (docs/porting/gate_agent.py) runs here too."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from typing import Iterator
 import pytest
 
 from _resp_support import RedisServer, free_port, stop_process, wait_for_port
+from helpers import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 TUTORIAL = ROOT / "docs" / "tutorial"
@@ -26,9 +28,12 @@ pytestmark = pytest.mark.usefixtures("leak_check")
 
 def load(name: str) -> ModuleType:
     """Import docs/tutorial/NAME.py under a name of its own (examples/ has an echo.py too)."""
-    if str(TUTORIAL) not in sys.path:
-        sys.path.append(str(TUTORIAL))      # chat_redis imports chat
-    spec = importlib.util.spec_from_file_location(f"tutorial_{name}", TUTORIAL / f"{name}.py")
+    return load_file(TUTORIAL / f"{name}.py")
+
+
+def load_file(path: Path) -> ModuleType:
+    """Import one of the docs' programs under a name of its own."""
+    spec = importlib.util.spec_from_file_location(f"docs_{path.parent.name}_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -168,3 +173,50 @@ def test_step5_workers_share_one_port(redis_server, tcp_peer) -> None:
         assert next_line_with(right, b"across") == left_nick + b": across workers"
     finally:
         assert stop_process(parent) == 0
+
+
+# ---------------------------------------------------------------------- the porting guide's gate + agent
+
+
+def frames(peer, count: int) -> list:
+    """Read ``count`` netpack frames from a client socket."""
+    from gsocket import netpack
+
+    decoder, out = netpack.Decoder(), []
+    while len(out) < count:
+        chunk = peer.recv(65536)
+        assert chunk, f"closed after {out}"
+        out += [frame.decode() for frame in decoder.feed(chunk)]
+    assert not decoder.pending_bytes
+    return out
+
+
+def test_porting_gate_agent(driver, tcp_peer) -> None:
+    from gsocket import netpack
+
+    gate = load_file(ROOT / "docs" / "porting" / "gate_agent.py").serve(idle=30, maxclient=2)
+    port = gate.address[1]
+    ann, bob = tcp_peer(port), tcp_peer(port)
+    ann.sendall(netpack.pack("hi") + netpack.pack("login ann") + netpack.pack("one")
+                + netpack.pack("two"))
+    assert frames(ann, 4) == ["error: login first", "welcome ann", "ann #1: one", "ann #2: two"]
+    bob.sendall(netpack.pack("login bob") + netpack.pack("who"))
+    assert frames(bob, 2) == ["welcome bob", "ann bob"]
+    third = tcp_peer(port)                       # maxclient=2: closed at once, no callback
+    assert third.recv_all() == b""
+    assert gate.refused == 1
+    gate.close()                                 # every client: disconnect, then closed
+    assert ann.recv_all() == b"" and bob.recv_all() == b""
+    wait_until(lambda: gate.client_count == 0)
+
+
+def test_porting_agent_kicks_an_idle_client(driver, tcp_peer) -> None:
+    from gsocket import netpack
+
+    gate = load_file(ROOT / "docs" / "porting" / "gate_agent.py").serve(idle=0.2)
+    quiet = tcp_peer(gate.address[1])
+    quiet.sendall(netpack.pack("login q"))
+    assert frames(quiet, 1) == ["welcome q"]
+    assert quiet.recv_all() == b""               # the heartbeat closed it
+    wait_until(lambda: gate.client_count == 0)
+    gate.close()
