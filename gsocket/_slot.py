@@ -17,8 +17,8 @@ state, the watchers, the write queues' bookkeeping, closing), the listener
 (:mod:`gsocket._connecting`) and a UDP socket (:mod:`gsocket._udp`). A slot
 never sees the :class:`~gsocket.server.SocketServer`: it gets a
 :class:`SlotHost`, which holds the loop, the event channel's push and the
-id table. States follow skynet's socket_server.c (see
-skynet-socket-semantics.md 2.3); :class:`State` documents them.
+id table. States follow skynet's socket_server.c;
+:class:`State` documents them.
 """
 
 from __future__ import annotations

@@ -88,6 +88,20 @@ def test_nothing_in_the_docs_points_outside_the_repository() -> None:
     assert not offenders, offenders
 
 
+def test_nothing_in_the_project_points_outside_the_repository() -> None:
+    # The package, its examples, benchmarks and tests must work from a clone alone.
+    offenders = []
+    for folder in ("gsocket", "benchmarks", "examples", "tests", ".ci"):
+        for path in (ROOT / folder).rglob("*"):
+            if not path.is_file() or path.suffix in (".png", ".pyc") or path.name == "test_docs.py":
+                continue
+            text = path.read_text(errors="replace")
+            for needle in ("../shared", "/work/"):
+                if needle in text:
+                    offenders.append(f"{path.relative_to(ROOT)}: {needle}")
+    assert not offenders, offenders
+
+
 def test_the_built_pages_name_no_outside_documents(built_site: Path) -> None:
     # Docstrings end up in the site too: they must not send readers elsewhere.
     offenders = []

@@ -1,4 +1,4 @@
-"""The line protocol of API.md section 8, sans-I/O: framing, names, commands.
+"""The line protocol of docs/chat.md, sans-I/O: framing, names, commands.
 
 :class:`LineSplitter` turns received bytes into lines (LF or CR LF, at most
 :data:`MAX_LINE` bytes each); :func:`decode_line` checks the UTF-8;
