@@ -149,6 +149,11 @@ def test_join_part_names_and_history(chat) -> None:
     part = irc.next_is("PART")
     assert part.prefix.startswith("ircy!") and part.params == ("#lobby",)
     liner.next_is("* ircy left lobby")
+    irc.send("JOIN #lobby")
+    liner.next_is("* ircy joined lobby")
+    irc.send("PART #lobby :gone fishing")      # a reason goes to everyone
+    assert irc.expect("PART").params == ("#lobby", "gone fishing")
+    liner.next_is("* ircy left lobby (gone fishing)")
     irc.send("PART #lobby", "PART", "PART #no.such")
     assert irc.next_is("442").params == ("ircy", "#lobby", "You're not on that channel")
     assert irc.next_is("461").params == ("ircy", "PART", "Not enough parameters")

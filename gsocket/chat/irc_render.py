@@ -26,8 +26,9 @@ __all__ = ["IrcRenderer", "channel", "room_of", "ACTION", "PART_REASON"]
 
 #: The CTCP ACTION wrapper (a ``/me``): ``\\x01ACTION text\\x01``.
 ACTION = "\x01ACTION "
-#: The :class:`~gsocket.chat.events.Left` reason that is a PART; every
-#: other reason (quit, disconnected, kicked, server stopped) is a QUIT.
+#: The :class:`~gsocket.chat.events.Left` reason that is a PART (also with
+#: ``": TEXT"`` after it, a PART's own reason); every other reason (quit,
+#: disconnected, kicked, server stopped) is a QUIT.
 PART_REASON = "left"
 
 
@@ -177,6 +178,9 @@ class IrcRenderer:
             left: Left = event  # type: ignore[assignment]
             if left.reason == PART_REASON:
                 return self.from_user(left.nick, "PART", channel(left.room)), True
+            if left.reason.startswith(PART_REASON + ": "):
+                text = left.reason[len(PART_REASON) + 2:]
+                return self.from_user(left.nick, "PART", channel(left.room), text), True
             return self.from_user(left.nick, "QUIT", _quit_text(left.reason)), True
         if kind is Renamed:
             return self.from_user(event.old, "NICK", event.new), True  # type: ignore[union-attr]
