@@ -389,3 +389,16 @@ def test_flooding_irc_client_is_disconnected(chat, driver) -> None:
         liner.close()
     finally:
         server.stop(grace=2)
+
+
+def test_a_chat_text_cannot_inject_irc_commands(chat) -> None:
+    server = chat.server()
+    liner = chat.line(server, "liner")
+    irc = chat.irc(server, "ircy")
+    irc.join("lobby")
+    liner.send_raw(b"hi\rQUIT :injected\n")      # a CR inside a line-protocol line
+    said = irc.expect("PRIVMSG")
+    assert said.prefix.startswith("liner!") and "QUIT" in said.params[1]
+    assert irc.sync() == []                      # nothing else arrived: no QUIT of its own
+    irc.send("WHO :two words")                   # a mask IRC cannot echo as it is
+    assert irc.next_is("315").params[1] == "two_words"

@@ -138,8 +138,8 @@ def test_two_nodes_chat_presence_private_history(nodes) -> None:
 
 def test_irc_door_across_nodes(nodes) -> None:
     irc_port = free_port()
-    one, two = nodes.start("--irc", str(irc_port)), nodes.start()
-    bob = nodes.client(two, "bob")
+    nodes.start("--irc", str(irc_port))
+    bob = nodes.client(nodes.start(), "bob")
     irc = IrcClient(irc_port)
     taken = IrcClient(irc_port)
     try:
