@@ -84,7 +84,23 @@ def _headings_to_rubrics(app, what, name, obj, options, lines):  # noqa: ANN001
     lines[:] = out
 
 
+def _resolve_reexports(app, env, node, contnode):  # noqa: ANN001, ANN202
+    """``gsocket.Connection`` and the other names the package re-exports
+    resolve to where they are documented (``gsocket.connection.Connection``)."""
+    target = node.get("reftarget", "")
+    if node.get("refdomain") != "py" or not target.startswith("gsocket.") or target.count(".") != 1:
+        return None
+    obj = getattr(gsocket, target.split(".", 1)[1], None)
+    module = getattr(obj, "__module__", None)
+    if obj is None or module is None or module == "gsocket":
+        return None
+    real = f"{module}.{getattr(obj, '__qualname__', target.split('.', 1)[1])}"
+    return env.get_domain("py").resolve_xref(env, node["refdoc"], app.builder, node["reftype"],
+                                             real, node, contnode)
+
+
 def setup(app):  # noqa: ANN001, ANN201
-    """Sphinx hook: register the docstring filter."""
+    """Sphinx hook: register the docstring filter and the re-export resolver."""
     app.connect("autodoc-process-docstring", _headings_to_rubrics)
+    app.connect("missing-reference", _resolve_reexports)
     return {"parallel_read_safe": True}
