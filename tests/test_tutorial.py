@@ -225,3 +225,19 @@ def test_porting_agent_kicks_an_idle_client(driver, tcp_peer) -> None:
     assert quiet.recv_all() == b""               # the heartbeat closed it
     wait_until(lambda: gate.client_count == 0)
     gate.close()
+
+
+def test_step1_the_object_way(driver, free_tcp_port, tcp_peer) -> None:
+    import gsocket
+    import gsocket.socket
+
+    listen_id = gsocket.serve(load("serve_echo").handler, "127.0.0.1", free_tcp_port)
+    peer = tcp_peer(free_tcp_port)
+    peer.sendall(b"hello\ncount 50000\n")
+    assert peer.recv_until(b"\n") == b"HELLO"
+    expected = b"".join(b"%d\n" % n for n in range(50000))
+    assert peer.recv_exactly(len(expected)) == expected
+    peer.sendall(b"bye")                          # a last line without its newline
+    peer.shutdown(1)
+    assert peer.recv_all() == b"BYE\n"            # then serve closed the connection
+    assert gsocket.socket.stop(listen_id, grace=1) == (0, 0)   # nothing left to close
