@@ -55,6 +55,8 @@ nitpick_ignore = [
 ]
 
 html_theme = "alabaster"
+# Wide enough for the tables of the porting guide and 100-column code.
+html_theme_options = {"page_width": "1180px", "sidebar_width": "240px"}
 html_title = f"gsocket {release}"
 html_static_path: list = []
 
