@@ -242,3 +242,33 @@ def test_echo_holds_little_for_a_peer_that_does_not_read(run_example) -> None:
     assert sent[0] == total == received
     client.close()
     assert example.stop() == 0
+
+
+def test_readme_first_example_serves(tmp_path) -> None:
+    """README's first example, as written (on a free port), serves lines."""
+    readme = (ROOT / "README.md").read_text()
+    code = readme.split("```python\n", 1)[1].split("```", 1)[0]
+    assert "gsocket.serve(handle" in code
+    port = free_port()
+    script = tmp_path / "readme_example.py"
+    script.write_text(code.replace("8888", str(port)))
+    process = subprocess.Popen([sys.executable, str(script)], cwd=ROOT, stdin=subprocess.DEVNULL,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            try:
+                client = socket.create_connection(("127.0.0.1", port), timeout=5)
+                break
+            except ConnectionRefusedError:
+                assert time.monotonic() < deadline and process.poll() is None
+                time.sleep(0.05)
+        with client:
+            client.sendall(b"hello\nworld\n")
+            assert recv_exactly(client, 12) == b"HELLO\nWORLD\n"
+            client.shutdown(socket.SHUT_WR)
+            assert recv_until_eof(client) == b""       # the handler returned: closed
+    finally:
+        process.kill()
+        process.wait()
+        process.stdout.close()
