@@ -147,3 +147,21 @@ def test_the_tutorial_page_includes_files_that_exist() -> None:
     assert len(included) >= 10
     for path in included:
         assert (DOCS / path).is_file(), path
+
+
+def test_every_python_snippet_in_the_pages_compiles() -> None:
+    # (The tutorial's and porting guide's programs are files that tests run;
+    # the short snippets in the pages are at least valid Python.)
+    import ast
+
+    signature = re.compile(r"^[\w.]+\(.*\)( -> .+)?\s*(#.*)?$")
+    count = 0
+    for page in sorted(DOCS.rglob("*.md")):
+        for number, block in enumerate(re.findall(r"```python\n(.*?)```", page.read_text(), re.S)):
+            lines = [line for line in block.splitlines() if line.strip()]
+            if all(signature.match(line) for line in lines):
+                continue        # a listing of signatures ("accept(id, *, path=None) -> bool")
+            compile(block, f"{page.name} python block {number + 1}", "exec",
+                    flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
+            count += 1
+    assert count >= 15
