@@ -248,7 +248,8 @@ class SocketServer:
 
     def resume(self, socket_id: int) -> None:
         """Read again after pause(), without an event (start() emits OPEN
-        "transfer"). Ignored for ids that are gone or not started."""
+        "transfer"). Ignored for ids that are gone or not started. Returns
+        None; never blocks."""
         if self._other_thread():
             _check_id(socket_id)
             self._from_other_thread(self.resume, socket_id)
@@ -338,7 +339,9 @@ class SocketServer:
 
     def bind(self, fd: int, opaque: int = 0) -> int:
         """Adopt an existing fd (a pipe, stdin...): emits OPEN "binding" and
-        starts reading at once. The fd is never closed by the server."""
+        starts reading at once; return its id. The fd is never closed by the
+        server (its blocking flag is restored when the id closes). Never
+        blocks."""
         if isinstance(fd, bool) or not isinstance(fd, int):
             raise TypeError(f"fd must be an int, not {type(fd).__name__}")
         opaque = check_opaque(opaque)
@@ -395,7 +398,8 @@ class SocketServer:
             slot.close()
 
     def shutdown(self, socket_id: int) -> None:
-        """Forceful close: drop queued bytes, close now, report CLOSE (once)."""
+        """Forceful close: drop queued bytes, close now, report CLOSE (once).
+        Unknown ids are ignored. Returns None; never blocks."""
         if self._other_thread():
             _check_id(socket_id)
             self._from_other_thread(self.shutdown, socket_id)
@@ -432,7 +436,8 @@ class SocketServer:
         self._foreign.run_all()
 
     def nodelay(self, socket_id: int) -> None:
-        """Set TCP_NODELAY on a TCP socket; ignored for other ids."""
+        """Set TCP_NODELAY on a TCP socket; ignored for other ids. Returns
+        None; never blocks."""
         if self._other_thread():
             _check_id(socket_id)
             self._from_other_thread(self.nodelay, socket_id)
@@ -463,7 +468,8 @@ class SocketServer:
 
     def udp(self, host: Optional[str] = None, port: int = 0, opaque: int = 0) -> int:
         """A UDP socket, bound when host or port is given; reads at once
-        (SOCKET_UDP events), no start() needed. Raises OSError on bind failure."""
+        (SOCKET_UDP events), no start() needed; return its id. Raises OSError
+        on bind failure. Blocks only to resolve a host name."""
         host = check_host(host)
         port = check_port(port)
         opaque = check_opaque(opaque)
@@ -475,7 +481,8 @@ class SocketServer:
         return self._udp_socket(family, sockaddr, opaque)
 
     def udp_listen(self, host: Optional[str], port: int, opaque: int = 0) -> int:
-        """A UDP socket bound to (host, port), family taken from the host."""
+        """A UDP socket bound to (host, port), family taken from the host;
+        return its id. Blocks only to resolve a host name."""
         host = check_host(host)
         port = check_port(port)
         opaque = check_opaque(opaque)
@@ -485,7 +492,8 @@ class SocketServer:
         return self._udp_socket(family, sockaddr, opaque)
 
     def udp_dial(self, host: str, port: int, opaque: int = 0) -> int:
-        """An unbound UDP socket whose default destination is (host, port)."""
+        """An unbound UDP socket whose default destination is (host, port);
+        return its id. Blocks only to resolve a host name."""
         host = required_host(host, "udp_dial")
         port = check_port(port)
         opaque = check_opaque(opaque)
@@ -497,7 +505,8 @@ class SocketServer:
     def udp_connect(self, socket_id: int, host: str, port: int) -> None:
         """Set the default destination of a UDP socket. A family mismatch
         emits ERROR "protocol mismatch". A host name is resolved in the
-        calling greenlet (or thread), never in the hub. Returns None."""
+        calling greenlet (or thread), never in the hub: that is the only time
+        it blocks. Returns None."""
         host = required_host(host, "udp_connect")
         port = check_port(port)
         _check_id(socket_id)
@@ -564,7 +573,8 @@ class SocketServer:
 
     @staticmethod
     def udp_address(message: SocketMessage) -> Optional[Tuple[str, int]]:
-        """The (host, port) a SOCKET_UDP message came from, else None."""
+        """The (host, port) a SOCKET_UDP message came from, else None. Never
+        blocks."""
         return message.address
 
     # ------------------------------------------------------------------ info
