@@ -15,7 +15,7 @@ from itertools import islice
 from typing import Any, Deque, Union
 
 from .events import SOCKET_CLOSE, SOCKET_DATA, SOCKET_OPEN, SocketMessage
-from ._netutil import WOULD_BLOCK
+from ._netutil import WOULD_BLOCK, peer_hung_up
 from ._slot import (
     BIND, CLOSED, CLOSING, CONNECTED, CONNECTING, HALFCLOSE_READ, PACCEPT, Slot,
     SlotHost, State,
@@ -56,6 +56,11 @@ class StreamSlot(Slot):
     def netstat_type(self) -> str:
         state = self.state
         return "CLOSING" if state is HALFCLOSE_READ or state is CLOSING else "TCP"
+
+    def peer_closed(self) -> bool:
+        """True when the peer closed its side, also while reading is paused
+        with its FIN behind unread bytes. Never blocks."""
+        return self.sock is not None and peer_hung_up(self.fd)
 
     def start(self, handed_over: bool) -> None:
         if self.state is PACCEPT:

@@ -248,8 +248,7 @@ class SocketServer:
 
     def resume(self, socket_id: int) -> None:
         """Read again after pause(), without an event (start() emits OPEN
-        "transfer"). Ignored for ids that are gone or not started. Returns
-        None; never blocks."""
+        "transfer"); ignores ids gone or not started. Never blocks."""
         if self._other_thread():
             _check_id(socket_id)
             self._from_other_thread(self.resume, socket_id)
@@ -257,6 +256,13 @@ class SocketServer:
         slot = self._live(socket_id)
         if slot is not None:
             slot.resume()
+
+    def peer_closed(self, socket_id: int) -> bool:
+        """True when the peer of a TCP connection closed its side, as the
+        OS tells without reading (so also while paused, its FIN behind
+        unread bytes); False otherwise and for other ids. Never blocks."""
+        slot = self._live(socket_id)
+        return slot is not None and slot.state is not CLOSED and slot.peer_closed()
 
     def pause(self, socket_id: int) -> None:
         """Stop reading (or accepting) until start(id). Never blocks."""
@@ -340,8 +346,7 @@ class SocketServer:
     def bind(self, fd: int, opaque: int = 0) -> int:
         """Adopt an existing fd (a pipe, stdin...): emits OPEN "binding" and
         starts reading at once; return its id. The fd is never closed by the
-        server (its blocking flag is restored when the id closes). Never
-        blocks."""
+        server (its blocking flag comes back on close). Never blocks."""
         if isinstance(fd, bool) or not isinstance(fd, int):
             raise TypeError(f"fd must be an int, not {type(fd).__name__}")
         opaque = check_opaque(opaque)
@@ -398,8 +403,8 @@ class SocketServer:
             slot.close()
 
     def shutdown(self, socket_id: int) -> None:
-        """Forceful close: drop queued bytes, close now, report CLOSE (once).
-        Unknown ids are ignored. Returns None; never blocks."""
+        """Forceful close: drop queued bytes, close now, report CLOSE (once);
+        ignores unknown ids. Never blocks."""
         if self._other_thread():
             _check_id(socket_id)
             self._from_other_thread(self.shutdown, socket_id)
@@ -436,8 +441,7 @@ class SocketServer:
         self._foreign.run_all()
 
     def nodelay(self, socket_id: int) -> None:
-        """Set TCP_NODELAY on a TCP socket; ignored for other ids. Returns
-        None; never blocks."""
+        """Set TCP_NODELAY on a TCP socket (others: ignored). Never blocks."""
         if self._other_thread():
             _check_id(socket_id)
             self._from_other_thread(self.nodelay, socket_id)
@@ -505,8 +509,7 @@ class SocketServer:
     def udp_connect(self, socket_id: int, host: str, port: int) -> None:
         """Set the default destination of a UDP socket. A family mismatch
         emits ERROR "protocol mismatch". A host name is resolved in the
-        calling greenlet (or thread), never in the hub: that is the only time
-        it blocks. Returns None."""
+        calling greenlet (or thread), never in the hub: only then it blocks."""
         host = required_host(host, "udp_connect")
         port = check_port(port)
         _check_id(socket_id)
@@ -573,8 +576,7 @@ class SocketServer:
 
     @staticmethod
     def udp_address(message: SocketMessage) -> Optional[Tuple[str, int]]:
-        """The (host, port) a SOCKET_UDP message came from, else None. Never
-        blocks."""
+        """The (host, port) a SOCKET_UDP message came from, else None (never blocks)."""
         return message.address
 
     # ------------------------------------------------------------------ info
