@@ -461,11 +461,13 @@ class SocketPool:
         except Exception:
             logger.exception("socket: onclose callback of %d failed", socket_id)
 
-    def udp_connect_id(self, socket_id: int, host: str, port: int,
-                       callback: Optional[Callable[..., Any]]) -> None:
-        """socket.udp_connect in the hub's thread."""
-        self.driver.udp_connect(socket_id, host, port)
+    def udp_entry_id(self, socket_id: int, callback: Optional[Callable[..., Any]]) -> None:
+        """socket.udp_connect's part in the hub's thread, once the server
+        took the destination: track the id here (a live one) and replace
+        its callback when one is given."""
         entry = self.entries.get(socket_id)
+        if entry is None and not self.known_to_server(socket_id):
+            return
         if entry is None:
             entry = self.entries[socket_id] = Entry(socket_id, protocol="UDP")
         if callback is not None:

@@ -505,10 +505,13 @@ def udp_connect(socket_id: int, host: str, port: int, callback: Optional[UdpCall
     if isinstance(port, bool) or not isinstance(port, int):
         raise TypeError(f"port must be an int, not {type(port).__name__}")
     pool = _pool()
+    # Checked and resolved here, in the caller: from another OS thread the
+    # server hops only the resolved destination onto the hub.
+    pool.driver.udp_connect(socket_id, host, port)
     if pool.driver.foreign_thread():
-        pool.driver.call_threadsafe(pool.udp_connect_id, socket_id, host, port, callback)
+        pool.driver.call_threadsafe(pool.udp_entry_id, socket_id, callback)
         return
-    pool.udp_connect_id(socket_id, host, port, callback)
+    pool.udp_entry_id(socket_id, callback)
 
 
 def sendto(socket_id: int, address: Tuple[str, int], data: SendData) -> bool:
