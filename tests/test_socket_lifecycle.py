@@ -518,8 +518,15 @@ def test_abandon_drops_onclose_and_start_after_peer_closed(pair: Pair) -> None:
     assert closes == []
 
 
-def test_abandon_unknown_is_noop() -> None:
+def test_abandon_unknown_is_noop(pair: Pair) -> None:
+    before = gs.netstat()
     gs.abandon(31337)
+    assert gs.netstat() == before                  # nothing closed, nothing made
+    assert gs.invalid(31337)
+    with pytest.raises(ConnectionError):
+        gs.start(31337)                            # and nothing kept for it
+    pair.client.sendall(b"ok")                     # the others are untouched
+    assert gs.read(pair.id, 2, timeout=5) == b"ok"
 
 
 # ---------------------------------------------------------------------- onclose
@@ -865,8 +872,18 @@ def test_udp_without_destination_and_wrong_family() -> None:
     assert gs.sendto(udp_id, ("::1", 9), b"v6 on v4") is False  # family mismatch
     with pytest.raises(ValueError):
         gs.udp_address(b"\x03garbage")
-    gs.udp_connect(udp_id, "127.0.0.1", closed_port(), callback=lambda *a: None)
+    peer = gevent.socket.socket(stdlib_socket.AF_INET, stdlib_socket.SOCK_DGRAM)
+    try:
+        peer.bind(("127.0.0.1", 0))
+        port = peer.getsockname()[1]
+        peer.settimeout(5)
+        gs.udp_connect(udp_id, "127.0.0.1", port, callback=lambda *a: None)
+        assert gs.write(udp_id, b"now somewhere") is True      # a default destination now
+        assert peer.recv(100) == b"now somewhere"
+    finally:
+        peer.close()
     gs.close(udp_id)
+    assert gs.write(udp_id, b"closed") is False
     assert gs.sendto(udp_id, ("127.0.0.1", 9), b"closed") is False
 
 
