@@ -476,30 +476,72 @@ def test_abandon_then_start_keeps_buffered_bytes(pair: Pair) -> None:
     assert worker.get(timeout=5) == b"part1-mid-part2"
 
 
-def test_abandoned_reader_cannot_take_bytes_meant_for_the_new_owner(pair: Pair, driver) -> None:
+@pytest.mark.usefixtures("leak_check")
+def test_abandoned_reader_cannot_take_bytes_meant_for_the_new_owner() -> None:
     # The old reader is woken by abandon() but runs later; DATA that the
     # dispatcher handles in between belongs to whoever start()s the id next.
-    # driver.route() delivers that DATA event deterministically.
-    from gsocket.events import SOCKET_DATA, SocketMessage
+    # A driver routed by hand (no dispatcher) makes that order exact, with
+    # the bytes coming from a real peer.
+    from gevent import get_hub
 
-    pair.client.sendall(b"abc")
-    wait_for(lambda: row(pair.id).read == 3)
-    gevent.sleep(0.02)
-    old_reader = gevent.spawn(gs.read, pair.id, 5)
-    gevent.sleep(0.02)
-    gs.abandon(pair.id)                                   # old_reader: wake scheduled
-    driver.route(SocketMessage(SOCKET_DATA, pair.id, gs._pool().opaque, 2, b"de"))
-    assert gs.start(pair.id) == pair.id                   # the new owner takes over
-    assert old_reader.get(timeout=5) is None
-    assert gs.read(pair.id, 5, timeout=5) == b"abcde"
-    # the same for read() without a size
-    any_reader = gevent.spawn(gs.read, pair.id)
-    gevent.sleep(0.02)
-    gs.abandon(pair.id)
-    driver.route(SocketMessage(SOCKET_DATA, pair.id, gs._pool().opaque, 3, b"fgh"))
-    gs.start(pair.id)
-    assert any_reader.get(timeout=5) is None
-    assert gs.read(pair.id, 3, timeout=5) == b"fgh"
+    from gsocket import driver as driver_module
+
+    hub = get_hub()
+    drv = driver_module.Driver(start=False)
+    previous = driver_module.install_default(drv, hub)
+
+    def route_until(predicate: Any) -> None:
+        with gevent.Timeout(5, AssertionError("event not routed")):
+            while not predicate():
+                assert drv.poll(5) == 1
+
+    def route_next_now(data: bytes) -> None:
+        # The peer's bytes have reached the server (queued as DATA) before
+        # this greenlet yields again: route them before anyone else runs.
+        wait_for(lambda: drv.server.pending_events > 0)
+        message = drv.server.poll(0)
+        assert message is not None and message.data == data
+        drv.route(message)
+
+    client = None
+    try:
+        listen_id = gs.listen("127.0.0.1", 0)
+        accepted: List[int] = []
+        gs.start(listen_id, lambda socket_id, address: accepted.append(socket_id))
+        client = gevent.socket.create_connection(gs.address(listen_id))
+        route_until(lambda: accepted)
+        socket_id = accepted[0]
+        gs.start(socket_id)
+        client.sendall(b"abc")
+        route_until(lambda: row(socket_id).read == 3 and drv.server.pending_events == 0)
+        old_reader = gevent.spawn(gs.read, socket_id, 5)
+        gevent.sleep(0.02)                                # waiting for 2 more bytes
+        gevent.sleep(0)
+        client.sendall(b"de")
+        wait_for(lambda: drv.server.pending_events > 0)
+        gs.abandon(socket_id)                             # old_reader: wake scheduled
+        route_next_now(b"de")                             # DATA "de" meanwhile
+        assert not old_reader.dead
+        assert gs.start(socket_id) == socket_id           # the new owner takes over
+        assert old_reader.get(timeout=5) is None
+        assert gs.read(socket_id, 5, timeout=5) == b"abcde"
+        route_until(lambda: drv.server.pending_events == 0)   # OPEN "transfer"
+        # the same for read() without a size
+        any_reader = gevent.spawn(gs.read, socket_id)
+        gevent.sleep(0.02)
+        client.sendall(b"fgh")
+        wait_for(lambda: drv.server.pending_events > 0)
+        gs.abandon(socket_id)
+        route_next_now(b"fgh")
+        assert not any_reader.dead
+        gs.start(socket_id)
+        assert any_reader.get(timeout=5) is None
+        assert gs.read(socket_id, 3, timeout=5) == b"fgh"
+    finally:
+        if client is not None:
+            client.close()
+        drv.free()
+        driver_module.install_default(previous, hub)
 
 
 def test_abandon_drops_onclose_and_start_after_peer_closed(pair: Pair) -> None:
