@@ -30,7 +30,7 @@ from gsocket.driver import (
 )
 
 
-from _peers import GeventListener, recv_exactly, wait_for  # noqa: E402
+from _peers import GeventListener, reader_waits, recv_exactly, wait_for  # noqa: E402
 
 DATA, CONNECT, CLOSE, ACCEPT = (SKYNET_SOCKET_TYPE_DATA, SKYNET_SOCKET_TYPE_CONNECT,
                                 SKYNET_SOCKET_TYPE_CLOSE, SKYNET_SOCKET_TYPE_ACCEPT)
@@ -457,7 +457,7 @@ def test_free_wakes_readers_and_is_idempotent(leak_check: None) -> None:
         gs.start(socket_id)
         results: List[Any] = []
         reader = gevent.spawn(lambda: results.append(gs.read(socket_id, 10)))
-        gevent.sleep(0.02)
+        reader_waits(socket_id)
         drv.free()
         drv.free()
         reader.join(5)
