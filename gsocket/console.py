@@ -79,7 +79,8 @@ class _Console:
         rows = socket.netstat()
         connections = sum(1 for r in rows if r.type not in ("LISTEN", "UDP", "BIND"))
         streams = [r for r in rows if r.type != "LISTEN"]
-        greenlets = sum(1 for obj in gc.get_objects() if isinstance(obj, _greenlet.greenlet))
+        # type(), not isinstance(): a dead weakref.proxy raises on __class__.
+        greenlets = sum(1 for obj in gc.get_objects() if issubclass(type(obj), _greenlet.greenlet))
         return "\n".join([
             f"connections\t{connections}",
             f"listeners\t{sum(1 for r in rows if r.type == 'LISTEN')}",
@@ -95,7 +96,7 @@ class _Console:
     def list(args: List[str]) -> str:
         lines = []
         for obj in gc.get_objects():
-            if isinstance(obj, gevent.Greenlet) and not obj.dead:
+            if issubclass(type(obj), gevent.Greenlet) and not obj.dead:
                 target = getattr(obj, "_run", None)
                 name = getattr(target, "__qualname__", None) or repr(target)
                 lines.append(f"{id(obj):#x}\t{name}")

@@ -129,3 +129,21 @@ def test_chat_console_rooms_kick_broadcast(driver) -> None:
         bob.close()
         admin.close()
         server.stop(grace=2)
+
+
+def test_stat_and_list_survive_a_dead_weak_proxy(console_port) -> None:
+    # gc.get_objects() may hold a weakref.proxy whose referent is gone:
+    # isinstance() on it raises ReferenceError, which broke ``stat``.
+    import weakref
+
+    class Referent:
+        pass
+
+    referent = Referent()
+    holder = [weakref.proxy(referent)]   # tracked by gc through the list
+    del referent
+    client = console_port({})
+    lines, status = client.run("stat")
+    assert status == "OK" and any(line.startswith("greenlets\t") for line in lines)
+    assert client.run("list")[1] == "OK"
+    assert holder

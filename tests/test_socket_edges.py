@@ -298,3 +298,23 @@ def test_onclose_at_once_that_raises_is_logged(driver: Driver, caplog: pytest.Lo
     with caplog.at_level(logging.ERROR, logger="gsocket"):
         gs.onclose(424242, boom)
     assert any(r.exc_info and "onclose boom" in str(r.exc_info[1]) for r in caplog.records)
+
+
+# ---------------------------------------------------------------------- bind(fd) and the blocking flag
+
+def test_closing_a_bound_fd_gives_its_blocking_flag_back(driver: Driver) -> None:
+    # stdin shared with a shell must not be left non-blocking.
+    r, w = os.pipe()
+    try:
+        assert os.get_blocking(r) is True
+        bind_id = gs.bind(r)
+        assert os.get_blocking(r) is False
+        os.write(w, b"piped\n")
+        assert gs.readline(bind_id, timeout=5) == b"piped"
+        gs.close(bind_id)
+        assert os.get_blocking(r) is True
+        os.write(w, b"still open\n")                  # the fd itself is not closed
+        assert os.read(r, 100) == b"still open\n"
+    finally:
+        os.close(r)
+        os.close(w)
