@@ -140,7 +140,7 @@ def test_sleep_blocks_only_the_caller(driver: Driver) -> None:
 def test_wait_and_wakeup_with_a_token(driver: Driver) -> None:
     results: List[Any] = []
     waiter = gevent.spawn(lambda: results.append(skynet.wait("token")))
-    gevent.sleep(0.02)
+    gevent.sleep(0)                   # the spawned greenlet runs first, up to its wait
     assert results == []
     with pytest.raises(RuntimeError):
         skynet.wait("token")          # one waiter per token
@@ -153,7 +153,7 @@ def test_wait_and_wakeup_with_a_token(driver: Driver) -> None:
 def test_wait_defaults_to_the_current_greenlet(driver: Driver) -> None:
     results: List[Any] = []
     waiter = gevent.spawn(lambda: results.append(skynet.wait()))
-    gevent.sleep(0.02)
+    gevent.sleep(0)                   # the spawned greenlet runs first, up to its wait
     assert skynet.wakeup(waiter) is True
     waiter.join(5)
     assert results == [None]
