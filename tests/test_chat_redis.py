@@ -1,7 +1,7 @@
 """Scale-out over a real redis-server: two chat processes (the CLI), clients
 on each; messages, presence, /who, /rooms, private messages, nick
 uniqueness, shared history; Redis stopped and restarted; a node SIGKILLed;
---workers sharing one port."""
+--workers sharing one port; the IRC door across nodes."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import gevent
 import gevent.socket
 import pytest
 
+from _irc_client import IrcClient
 from chat_helpers import ChatClient, ChatProcess, RedisServer, free_port
 
 #: Presence TTL of the nodes in these tests (seconds), instead of 30.
@@ -133,6 +134,45 @@ def test_two_nodes_chat_presence_private_history(nodes) -> None:
         client.expect("* all nodes")
     assert carol.until_eof()[-2:] == ["* all nodes", "* you were kicked by an operator"]
     wait_for(lambda: alice.who() == "* dev (2): alice, dave", what="kicked user gone")
+
+
+def test_irc_door_across_nodes(nodes) -> None:
+    irc_port = free_port()
+    nodes.start("--irc", str(irc_port))
+    bob = nodes.client(nodes.start(), "bob")
+    irc = IrcClient(irc_port)
+    taken = IrcClient(irc_port)
+    try:
+        irc.register("ircy")
+        assert sorted(irc.join("lobby")) == ["bob", "ircy"]       # members of every node
+        bob.expect("* ircy joined lobby")
+        irc.send("PRIVMSG #lobby :hello from irc", "PRIVMSG #lobby :\x01ACTION waves\x01")
+        bob.expect("[lobby] ircy: hello from irc")
+        bob.next_is("[lobby] * ircy waves")
+        bob.send("hello irc", "/msg ircy psst")
+        said = irc.expect("PRIVMSG")
+        assert said.prefix.startswith("bob!") and said.params == ("#lobby", "hello irc")
+        assert irc.expect("PRIVMSG").params == ("ircy", "psst")
+        irc.send("PRIVMSG bob :pm back", "NOTICE bob :a notice", "WHOIS bob")
+        bob.expect("[pm] ircy: pm back")
+        bob.expect("[pm] ircy: a notice")
+        assert irc.expect("311").params[1] == "bob"
+        # one nick namespace across nodes and doors
+        taken.send("NICK bob", "USER bob 0 * :Bob")     # bob is a line user of node two
+        assert taken.next_is("433").params[1:] == ("bob", "Nickname is already in use")
+        taken.send("NICK Ircy")
+        assert taken.next_is("433").params[1] == "Ircy"
+        taken.send("NICK bob2")
+        taken.expect("001")
+        bob.send("/nick robert")
+        renamed = irc.expect("NICK")
+        assert renamed.prefix.startswith("bob!") and renamed.params == ("robert",)
+        irc.send("QUIT :off now")
+        assert irc.until_eof()[-1].command == "ERROR"
+        bob.expect("* ircy left lobby (quit: off now)")
+    finally:
+        irc.close()
+        taken.close()
 
 
 def test_redis_lost_and_back(nodes) -> None:

@@ -61,15 +61,26 @@ def documented_items(module_name: str) -> Iterator[Tuple[str, Any, bool]]:
             yield f"{module_name}.{name}", obj, True
         elif inspect.isclass(obj):
             yield f"{module_name}.{name}", obj, False
-            for member_name, member in vars(obj).items():
-                if member_name.startswith("_"):
-                    continue
+            for member_name, member in class_members(obj):
                 if isinstance(member, (staticmethod, classmethod)):
                     member = member.__func__
                 if isinstance(member, property):
                     yield f"{module_name}.{name}.{member_name}", member.fget, False
                 elif inspect.isfunction(member):
                     yield f"{module_name}.{name}.{member_name}", member, True
+
+
+def class_members(cls: type) -> Iterator[Tuple[str, Any]]:
+    """The public members of ``cls``, also those it inherits from gsocket's
+    own (often private) bases, such as a mixin of operations."""
+    seen = set()
+    for klass in cls.__mro__:
+        if not klass.__module__.startswith("gsocket"):
+            continue
+        for member_name, member in vars(klass).items():
+            if not member_name.startswith("_") and member_name not in seen:
+                seen.add(member_name)
+                yield member_name, member
 
 
 def own_docstring(obj: Any) -> str:
