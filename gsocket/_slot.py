@@ -207,6 +207,11 @@ class Slot:
         """The ``type`` column of info(): LISTEN, TCP, UDP, BIND or CLOSING."""
         raise NotImplementedError
 
+    def peer_closed(self) -> bool:
+        """True when the OS says a stream peer closed its side (see
+        StreamSlot); False for every other kind of socket."""
+        return False
+
     def address(self) -> Any:
         """The address address() reports (the peer's; the bound one for
         listeners and UDP). Raises OSError when the socket has none."""

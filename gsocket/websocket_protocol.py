@@ -67,7 +67,7 @@ class PingReceived(NamedTuple):
 
 
 class PongReceived(NamedTuple):
-    """The peer ponged."""
+    """The peer answered a ping with a pong carrying ``data``."""
 
     data: bytes
 

@@ -121,7 +121,7 @@ class WebSite:
 
     @property
     def paths(self) -> List[str]:
-        """Every path served, sorted."""
+        """Every path the site serves, sorted."""
         return sorted(self._files)
 
     @staticmethod
