@@ -12,6 +12,7 @@ import pytest
 
 from _irc_client import IrcClient
 from chat_helpers import ChatClient
+from test_chat_web_ws import WsUser
 from gsocket.chat.server import SHUTDOWN_NOTICE, ChatServer
 
 pytestmark = pytest.mark.timeout(60)
@@ -23,8 +24,8 @@ def chat(driver) -> Iterator[Any]:
     clients: List[Any] = []
 
     class Chat:
-        def server(self, **irc_options: Any) -> ChatServer:
-            server = ChatServer("127.0.0.1", 0, irc=0, irc_options=irc_options)
+        def server(self, web: bool = False, **irc_options: Any) -> ChatServer:
+            server = ChatServer("127.0.0.1", 0, irc=0, irc_options=irc_options, web=0 if web else None)
             server.start()
             servers.append(server)
             return server
@@ -149,6 +150,11 @@ def test_join_part_names_and_history(chat) -> None:
     part = irc.next_is("PART")
     assert part.prefix.startswith("ircy!") and part.params == ("#lobby",)
     liner.next_is("* ircy left lobby")
+    irc.send("JOIN #lobby")
+    liner.next_is("* ircy joined lobby")
+    irc.send("PART #lobby :gone fishing")      # a reason goes to everyone
+    assert irc.expect("PART").params == ("#lobby", "gone fishing")
+    liner.next_is("* ircy left lobby (gone fishing)")
     irc.send("PART #lobby", "PART", "PART #no.such")
     assert irc.next_is("442").params == ("ircy", "#lobby", "You're not on that channel")
     assert irc.next_is("461").params == ("ircy", "PART", "Not enough parameters")
@@ -384,3 +390,42 @@ def test_flooding_irc_client_is_disconnected(chat, driver) -> None:
         liner.close()
     finally:
         server.stop(grace=2)
+
+
+def test_a_chat_text_cannot_inject_irc_commands(chat) -> None:
+    server = chat.server()
+    liner = chat.line(server, "liner")
+    irc = chat.irc(server, "ircy")
+    irc.join("lobby")
+    liner.send_raw(b"hi\rQUIT :injected\n")      # a CR inside a line-protocol line
+    said = irc.expect("PRIVMSG")
+    assert said.prefix.startswith("liner!") and "QUIT" in said.params[1]
+    assert irc.sync() == []                      # nothing else arrived: no QUIT of its own
+    irc.send("WHO :two words")                   # a mask IRC cannot echo as it is
+    assert irc.next_is("315").params[1] == "two_words"
+
+
+def test_irc_web_and_line_users_see_each_other(chat) -> None:
+    server = chat.server(web=True)
+    assert server.web_address is not None
+    web = WsUser(server.web_address[1])
+    try:
+        assert web.recv().startswith("* welcome guest")
+        web.send("/nick webby")
+        web.expect("* guest1 is now known as webby")
+        liner = chat.line(server, "liner")
+        irc = chat.irc(server, "ircy")
+        assert sorted(irc.join("lobby")) == ["ircy", "liner", "webby"]
+        web.expect("* ircy joined lobby")
+        irc.send("PRIVMSG #lobby :hello all", "PRIVMSG webby :just you")
+        assert web.expect("[lobby] ") == "[lobby] ircy: hello all"
+        assert web.recv() == "[pm] ircy: just you"
+        liner.expect("[lobby] ircy: hello all")
+        web.send("hello from the browser")
+        said = irc.expect("PRIVMSG")
+        assert said.prefix.startswith("webby!") and said.params == ("#lobby", "hello from the browser")
+        liner.next_is("[lobby] webby: hello from the browser")
+        irc.send("NICK webby")                       # one namespace across the three doors
+        assert irc.next_is("433").params[1] == "webby"
+    finally:
+        web.close()

@@ -1,8 +1,8 @@
 """Scale-out over a real redis-server: two chat processes (the CLI), clients
 on each; messages, presence, /who, /rooms, private messages, nick
-uniqueness, shared history; the web door (a `websockets` client at /ws) and
-the IRC door across nodes; Redis stopped and restarted; a node SIGKILLed;
---workers sharing one port."""
+uniqueness, shared history; Redis stopped and restarted; a node SIGKILLed;
+--workers sharing one port; the IRC door across nodes; the web door (a
+`websockets` client at /ws) with line and IRC users on the other node."""
 
 from __future__ import annotations
 
@@ -180,6 +180,45 @@ def test_web_door_across_nodes(nodes) -> None:
     finally:
         web.close()
         irc.close()
+
+
+def test_irc_door_across_nodes(nodes) -> None:
+    irc_port = free_port()
+    nodes.start("--irc", str(irc_port))
+    bob = nodes.client(nodes.start(), "bob")
+    irc = IrcClient(irc_port)
+    taken = IrcClient(irc_port)
+    try:
+        irc.register("ircy")
+        assert sorted(irc.join("lobby")) == ["bob", "ircy"]       # members of every node
+        bob.expect("* ircy joined lobby")
+        irc.send("PRIVMSG #lobby :hello from irc", "PRIVMSG #lobby :\x01ACTION waves\x01")
+        bob.expect("[lobby] ircy: hello from irc")
+        bob.next_is("[lobby] * ircy waves")
+        bob.send("hello irc", "/msg ircy psst")
+        said = irc.expect("PRIVMSG")
+        assert said.prefix.startswith("bob!") and said.params == ("#lobby", "hello irc")
+        assert irc.expect("PRIVMSG").params == ("ircy", "psst")
+        irc.send("PRIVMSG bob :pm back", "NOTICE bob :a notice", "WHOIS bob")
+        bob.expect("[pm] ircy: pm back")
+        bob.expect("[pm] ircy: a notice")
+        assert irc.expect("311").params[1] == "bob"
+        # one nick namespace across nodes and doors
+        taken.send("NICK bob", "USER bob 0 * :Bob")     # bob is a line user of node two
+        assert taken.next_is("433").params[1:] == ("bob", "Nickname is already in use")
+        taken.send("NICK Ircy")
+        assert taken.next_is("433").params[1] == "Ircy"
+        taken.send("NICK bob2")
+        taken.expect("001")
+        bob.send("/nick robert")
+        renamed = irc.expect("NICK")
+        assert renamed.prefix.startswith("bob!") and renamed.params == ("robert",)
+        irc.send("QUIT :off now")
+        assert irc.until_eof()[-1].command == "ERROR"
+        bob.expect("* ircy left lobby (quit: off now)")
+    finally:
+        irc.close()
+        taken.close()
 
 
 def test_redis_lost_and_back(nodes) -> None:

@@ -88,12 +88,13 @@ def test_format_then_parse_round_trips(command: str, middle: List[str], trailing
     assert format_split(command, *params, prefix=prefix) == [data]
 
 
-def test_format_adds_the_colon_only_when_needed() -> None:
-    assert format_message("PRIVMSG", "#a", "hi") == b"PRIVMSG #a hi\r\n"
+def test_format_adds_the_colon_when_needed_or_after_other_parameters() -> None:
+    assert format_message("PRIVMSG", "#a", "hi") == b"PRIVMSG #a :hi\r\n"     # ii reads text after ':'
+    assert format_message("JOIN", "#a") == b"JOIN #a\r\n"
     assert format_message("PRIVMSG", "#a", "hi there", prefix="n!u@h") == b":n!u@h PRIVMSG #a :hi there\r\n"
     assert format_message("PONG", "srv", "") == b"PONG srv :\r\n"
     assert format_message("X", ":)") == b"X ::)\r\n"
-    assert format_message("001", "alice", "Welcome") == b"001 alice Welcome\r\n"
+    assert format_message("001", "alice", "Welcome") == b"001 alice :Welcome\r\n"
 
 
 @pytest.mark.parametrize("command, params, prefix", [

@@ -49,7 +49,8 @@ class Joined:
 @dataclass(frozen=True)
 class Left:
     """``nick`` left ``room``; ``reason``: "left" (a /join elsewhere or a
-    part), "quit", "disconnected", "kicked" or "server stopped"."""
+    part), "left: TEXT" (a part with a reason), "quit", "disconnected",
+    "kicked" or "server stopped"."""
 
     room: str
     nick: str

@@ -32,7 +32,7 @@ from .. import socket
 from .door import Door, drop_if_slow, pace
 from .events import Error, ErrorCode, History, Notice
 from .irc_protocol import IrcSplitter, Message, Numeric, TooLong, format_message, parse
-from .irc_render import ACTION, IrcRenderer, channel, room_of
+from .irc_render import ACTION, PART_REASON, IrcRenderer, channel, room_of
 from .limits import FloodPolicy
 from .line_door import LineSession
 from .protocol import name_key, valid_name
@@ -356,7 +356,8 @@ class IrcDoor(Door):
             if not self._in_room(session, room):
                 session.numeric(Numeric.ERR_NOTONCHANNEL, target, "You're not on that channel")
                 continue
-            self.service.perform(self.service.core.part(session.user, room), session)
+            reason = f"{PART_REASON}: {message.param(1)}" if message.param(1) else PART_REASON
+            self.service.perform(self.service.core.part(session.user, room, reason), session)
 
     def _topic(self, session: IrcSession, message: Message) -> None:
         targets = self._rooms(session, message, "TOPIC")

@@ -246,15 +246,16 @@ def _needs_colon(last: str) -> bool:
 
 
 def format_message(command: str, *params: str, prefix: Optional[str] = None) -> bytes:
-    """The message as UTF-8 bytes ending in CR LF; the last parameter gets
-    a ``:`` when it needs one. ValueError for what is no valid message
+    """The message as UTF-8 bytes ending in CR LF. The last parameter gets
+    a ``:`` when it needs one, and always when it follows others: clients
+    such as ii read a PRIVMSG's text only after the ``:``. ValueError for what is no valid message
     (a space or a leading ``:`` in a middle parameter, CR/LF/NUL anywhere)
     or one over :data:`MAX_MESSAGE` bytes (see :func:`format_split`)."""
     _check(command, params, prefix)
     middle, last = params[:-1], params[-1:]
     text = _head(command, middle, prefix)
     if last:
-        text += " :" + last[0] if _needs_colon(last[0]) else " " + last[0]
+        text += " :" + last[0] if middle or _needs_colon(last[0]) else " " + last[0]
     data = text.encode("utf-8") + b"\r\n"
     if len(data) > MAX_MESSAGE:
         raise ValueError(f"message of {len(data)} bytes (at most {MAX_MESSAGE})")

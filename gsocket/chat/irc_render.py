@@ -26,8 +26,9 @@ __all__ = ["IrcRenderer", "channel", "room_of", "ACTION", "PART_REASON"]
 
 #: The CTCP ACTION wrapper (a ``/me``): ``\\x01ACTION text\\x01``.
 ACTION = "\x01ACTION "
-#: The :class:`~gsocket.chat.events.Left` reason that is a PART; every
-#: other reason (quit, disconnected, kicked, server stopped) is a QUIT.
+#: The :class:`~gsocket.chat.events.Left` reason that is a PART (also with
+#: ``": TEXT"`` after it, a PART's own reason); every other reason (quit,
+#: disconnected, kicked, server stopped) is a QUIT.
 PART_REASON = "left"
 
 
@@ -66,15 +67,15 @@ class IrcRenderer:
     def numeric(self, code: str, me: str, *params: str) -> bytes:
         """One numeric reply to ``me`` (long last parameters are cut into
         several messages)."""
-        return b"".join(format_split(code, me or "*", *params, prefix=self.server_name))
+        return b"".join(format_split(code, me or "*", *_safe(params), prefix=self.server_name))
 
     def server(self, command: str, *params: str) -> bytes:
         """A message from the server itself (``NOTICE``, ``PONG``, ``CAP``...)."""
-        return b"".join(format_split(command, *params, prefix=self.server_name))
+        return b"".join(format_split(command, *_safe(params), prefix=self.server_name))
 
     def from_user(self, nick: str, command: str, *params: str) -> bytes:
         """A message whose source is user ``nick`` (``PRIVMSG``, ``JOIN``...)."""
-        return b"".join(format_split(command, *params, prefix=self.prefix(nick)))
+        return b"".join(format_split(command, *_safe(params), prefix=self.prefix(nick)))
 
     def notice(self, me: str, text: str) -> bytes:
         """A server NOTICE to ``me``, one message per line of ``text``."""
@@ -85,6 +86,7 @@ class IrcRenderer:
         wrapped in CTCP ACTION, each piece of a long one on its own."""
         if not action:
             return self.from_user(nick, command, target, text)
+        text = text.translate(_TEXT_SAFE)
         head = len(f":{self.prefix(nick)} {command} {target} :{ACTION}\x01".encode("utf-8"))
         pieces = _pieces(text, MAX_CONTENT - head)
         return b"".join(format_message(command, target, f"{ACTION}{piece}\x01", prefix=self.prefix(nick))
@@ -177,6 +179,9 @@ class IrcRenderer:
             left: Left = event  # type: ignore[assignment]
             if left.reason == PART_REASON:
                 return self.from_user(left.nick, "PART", channel(left.room)), True
+            if left.reason.startswith(PART_REASON + ": "):
+                text = left.reason[len(PART_REASON) + 2:]
+                return self.from_user(left.nick, "PART", channel(left.room), text), True
             return self.from_user(left.nick, "QUIT", _quit_text(left.reason)), True
         if kind is Renamed:
             return self.from_user(event.old, "NICK", event.new), True  # type: ignore[union-attr]
@@ -205,6 +210,22 @@ class IrcRenderer:
         if kind is Notice or kind is Error:
             return self.notice(me, event.text), False  # type: ignore[union-attr]
         return self.notice(me, repr(event)), False
+
+
+#: What no IRC parameter may hold (a CR or LF would end the message early,
+#: letting a chat text inject commands): a space in texts, ``_`` in words.
+_TEXT_SAFE = str.maketrans("\r\n\0", "   ")
+_WORD_SAFE = str.maketrans("\r\n\0 ", "____")
+
+
+def _safe(params: Sequence[str]) -> Sequence[str]:
+    """``params`` made valid: chat texts and client-given words (a WHO mask,
+    a PING token) may hold what IRC cannot carry."""
+    if not params:
+        return params
+    *middle, last = params
+    words = [word.translate(_WORD_SAFE).lstrip(":") or "*" for word in middle]
+    return (*words, last.translate(_TEXT_SAFE))
 
 
 def _quit_text(reason: str) -> str:

@@ -37,7 +37,10 @@ def render_lines(event: Event) -> List[str]:
         return [f"* {event.nick} joined {event.room}"]  # type: ignore[union-attr]
     if kind is Left:
         left: Left = event  # type: ignore[assignment]
-        why = "" if left.reason == "left" else f" ({left.reason})"
+        if left.reason == "left":
+            why = ""
+        else:
+            why = f" ({left.reason.removeprefix('left: ')})"
         return [f"* {left.nick} left {left.room}{why}"]
     if kind is Renamed:
         return [f"* {event.old} is now known as {event.new}"]  # type: ignore[union-attr]
