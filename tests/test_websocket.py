@@ -474,6 +474,16 @@ def test_client_refused_and_unreachable():
         websocket.connect("http://127.0.0.1:1/")
 
 
+def test_wss_without_tls_support_is_a_clear_error():
+    """wss:// waits for TLS in gsocket.socket.open (API section 7: "once TLS
+    exists"); until then it is a ValueError naming TLS, before any connect."""
+    assert not websocket._OPEN_TAKES_TLS, "socket.open takes TLS now: test wss:// for real here"
+    with pytest.raises(ValueError, match="TLS"):
+        websocket.connect("wss://127.0.0.1:1/", timeout=WAIT)
+    with pytest.raises(ValueError, match="TLS"):
+        websocket.connect("ws://127.0.0.1:1/", timeout=WAIT, ssl_context=object())
+
+
 def test_gsocket_client_and_server():
     with WsServer(path="/ws") as server:
         socket_id = websocket.connect(server.url + "/ws", timeout=WAIT)
