@@ -18,7 +18,10 @@ So the client does little per message and the server is what is measured.
 A message is one echoed WebSocket message; msgs/s counts them over the
 measured seconds (after a warm-up). Each figure is the median over rounds,
 with its ratio to ``websockets`` (asyncio) measured in the same run, the
-server's CPU (from /proc, 100 = one core) and the load's own CPU.
+server's CPU (from /proc, 100 = one core) and the load's own CPU. "msgs per
+server CPU s" (msgs/s over the server's CPU share) and its ratio are the
+steadier comparison on a machine where other work takes CPU 0 too: then no
+server gets its whole core, and msgs/s follows the neighbours' load.
 No extension is negotiated on either side (gsocket offers none; the
 reference runs with ``compression=None``).
 """
@@ -312,23 +315,32 @@ def report(names: Sequence[str], cases: Sequence[Case], rounds: int,
            measured: Dict[Key, List[Tuple[float, float, float]]], failed: Dict[Key, str]) -> str:
     """The Markdown table: medians over rounds, ratios to the reference."""
     out = [f"WebSocket echo, medians of {rounds} round(s); servers on CPU 0, the load on CPU 1\n",
-           f"| case | server | msgs/s | x {REFERENCE} | srv CPU % | load CPU % |",
-           "|---|---|---:|---:|---:|---:|"]
+           f"| case | server | msgs/s | x {REFERENCE} | msgs per server CPU s | x {REFERENCE} "
+           "| srv CPU % | load CPU % |",
+           "|---|---|---:|---:|---:|---:|---:|---:|"]
+
+    def per_cpu(figures: Tuple[float, float, float]) -> float:
+        return figures[0] / (figures[1] / 100) if figures[1] > 0 else 0.0
+
     for case in cases:
         reference = measured.get((REFERENCE, case.name))
         base = statistics.median(m[0] for m in reference) if reference else None
+        base_cpu = statistics.median(per_cpu(m) for m in reference) if reference else None
         for name in names:
             key = (name, case.name)
             if key in failed:
-                out.append(f"| {case.name} | {name} | failed: {failed[key]} | | | |")
+                out.append(f"| {case.name} | {name} | failed: {failed[key]} | | | | | |")
                 continue
             if key not in measured:
                 continue
             rate = statistics.median(m[0] for m in measured[key])
             ratio = f"{rate / base:.2f}" if base else "n/a"
+            efficiency = statistics.median(per_cpu(m) for m in measured[key])
+            cpu_ratio = f"{efficiency / base_cpu:.2f}" if base_cpu else "n/a"
             srv = statistics.median(m[1] for m in measured[key])
             load = statistics.median(m[2] for m in measured[key])
-            out.append(f"| {case.name} | {name} | {rate:,.0f} | {ratio} | {srv:.0f} | {load:.0f} |")
+            out.append(f"| {case.name} | {name} | {rate:,.0f} | {ratio} | {efficiency:,.0f} | {cpu_ratio} "
+                       f"| {srv:.0f} | {load:.0f} |")
     out.append("")
     out.extend(f"- `{case.name}`: {case.description}" for case in cases)
     return "\n".join(out)

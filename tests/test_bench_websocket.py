@@ -36,14 +36,14 @@ def test_tiny_run_reports_every_server_and_case(tmp_path: Path) -> None:
          "--warmup", "0.05", "--connections", "2", "--servers", ",".join(SERVERS), "--logs", str(tmp_path)],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=50)
     assert completed.returncode == 0, completed.stdout + completed.stderr
-    rows = re.findall(r"^\| (\w+) \| (\w+) \| ([\d,]+) \| ([\d.]+) \| (\d+) \| (\d+) \|$",
-                      completed.stdout, re.MULTILINE)
+    rows = re.findall(r"^\| (\w+) \| (\w+) \| ([\d,]+) \| ([\d.]+) \| ([\d,]+) \| ([\d.]+|n/a) "
+                      r"\| (\d+) \| (\d+) \|$", completed.stdout, re.MULTILINE)
     assert {(case, server) for case, server, *_ in rows} == {
         (case, server) for case in bench_websocket.CASES for server in SERVERS}, completed.stdout
-    for case, server, rate, ratio, _, _ in rows:
+    for case, server, rate, ratio, _, cpu_ratio, _, _ in rows:
         assert int(rate.replace(",", "")) > 0, (case, server)
         if server == bench_websocket.REFERENCE:
-            assert ratio == "1.00"
+            assert ratio == "1.00" and cpu_ratio in ("1.00", "n/a")   # n/a: 0 CPU ticks seen
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f"{s}-round1.log" for s in SERVERS)
 
 
