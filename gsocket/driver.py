@@ -291,6 +291,10 @@ class Driver:
         self.before_block()
         return self.server.block_connect(host, port, opaque)
 
+    def shutdown_write(self, socket_id: int) -> None:
+        """SocketServer.shutdown_write: FIN after the queued bytes; reading goes on."""
+        self.server.shutdown_write(socket_id)
+
     def bind(self, fd: int, opaque: int = 0) -> int:
         """SocketServer.bind: adopt an fd."""
         return self.server.bind(fd, opaque)

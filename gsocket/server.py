@@ -27,15 +27,18 @@ import gevent
 from gevent import get_hub
 from gevent.monkey import get_original
 
-from ._arguments import check_host, check_opaque, check_port, frozen, normalize, required_host
+from ._arguments import (
+    check_host, check_limits, check_opaque, check_port, frozen, normalize, required_host,
+)
 from ._connecting import ConnectingSlot, open_stream
 from ._event_channel import EventChannel
 from ._listener import ListenerSlot, ReserveFd
 from ._netutil import format_address, logger
-from ._slot import CLOSING, PROTOCOL_TCP, Slot, SlotHost
-from ._stream import BoundSlot
+from ._slot import CLOSED, CLOSING, PROTOCOL_TCP, Slot, SlotHost
+from ._stream import BoundSlot, StreamSlot
 from ._foreign_calls import RELEASED, ForeignCalls
 from ._udp_ops import UdpOperations
+from . import _unix
 from .events import (
     SOCKET_ACCEPT, SOCKET_CLOSE, SOCKET_DATA, SOCKET_ERR, SOCKET_ERROR, SOCKET_EXIT,
     SOCKET_OPEN, SOCKET_UDP, SOCKET_WARNING, SendData, SocketInfo, SocketMessage,
@@ -165,6 +168,9 @@ class SocketServer(UdpOperations):
                  passive: bool = False) -> List[Tuple[Any, ...]]:
         """getaddrinfo without touching DNS for numeric hosts; names go
         through gevent's resolver (blocks only the calling greenlet)."""
+        path = _unix.unix_path(host)
+        if path is not None:
+            return _unix.address_info(path, socktype)
         flags = _socket.AI_PASSIVE if passive else 0
         if host is None:
             host = "0.0.0.0" if passive else "127.0.0.1"
@@ -178,13 +184,17 @@ class SocketServer(UdpOperations):
 
     # ------------------------------------------------------------------ TCP: listen / accept
 
-    def listen(self, host: Optional[str], port: int, backlog: int = 32, opaque: int = 0,
+    def listen(self, host: Optional[str], port: Optional[int], backlog: int = 32, opaque: int = 0,
                reuseport: bool = False) -> int:
         """Bind and listen now; return the listen id. Raises OSError when the
         address cannot be bound. ACCEPT events start only after start(id).
-        Blocks only to resolve a host name."""
+        ``host`` ``"unix:/path"`` (port None) listens on a unix socket: a
+        stale file is replaced, one held by a live listener is OSError, and
+        the file is removed when the listener closes. Blocks only to
+        resolve a host name."""
         host = check_host(host)
-        port = check_port(port)
+        unix_path = _unix.unix_path(host)
+        port = 0 if unix_path is not None and port is None else check_port(port)
         opaque = check_opaque(opaque)
         if not isinstance(backlog, int) or backlog < 1:
             raise ValueError("backlog must be a positive int")
@@ -192,19 +202,26 @@ class SocketServer(UdpOperations):
             return self._in_hub(self.listen, host, port, backlog, opaque, reuseport, blocking=True)
         family, socktype, proto, _, sockaddr = self._resolve(host, port, _socket.SOCK_STREAM, True)[0]
         sock = _socket.socket(family, socktype, proto)
+        unix_file = None
         try:
-            sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_REUSEADDR, 1)
-            if reuseport:
-                sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_REUSEPORT, 1)
-            if family == _socket.AF_INET6:
-                sock.setsockopt(_socket.IPPROTO_IPV6, _socket.IPV6_V6ONLY, 1)
-            sock.bind(sockaddr)
+            if unix_path is not None:
+                unix_file = (unix_path, _unix.bind(sock, unix_path))
+            else:
+                sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_REUSEADDR, 1)
+                if reuseport:
+                    sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_REUSEPORT, 1)
+                if family == _socket.AF_INET6:
+                    sock.setsockopt(_socket.IPPROTO_IPV6, _socket.IPV6_V6ONLY, 1)
+                sock.bind(sockaddr)
             sock.listen(backlog)
             sock.setblocking(False)
             slot = self._host.register(ListenerSlot(self._host, opaque, sock, self._reserve))
         except BaseException:
             sock.close()
+            if unix_file is not None:
+                _unix.remove(*unix_file)
             raise
+        slot.unix_file = unix_file
         slot.name = format_address(sock.getsockname())
         return slot.id
 
@@ -222,6 +239,8 @@ class SocketServer(UdpOperations):
             address = slot.address()
         except OSError:
             return None
+        if isinstance(address, str):           # a unix socket
+            return (_unix.PREFIX + address, 0)
         return (address[0], address[1])
 
     # ------------------------------------------------------------------ start / pause
@@ -269,17 +288,19 @@ class SocketServer(UdpOperations):
 
     # ------------------------------------------------------------------ TCP: connect
 
-    def connect(self, host: str, port: int, opaque: int = 0) -> int:
+    def connect(self, host: str, port: Optional[int], opaque: int = 0) -> int:
         """Start a non-blocking connect; return the id at once. OPEN (data =
         peer "host:port") or ERROR follows. Data sent meanwhile is queued.
         Reading starts by itself once connected."""
         host = required_host(host, "connect")
-        port = check_port(port)
+        unix_path = _unix.unix_path(host)
+        port = 0 if unix_path is not None and port is None else check_port(port)
         opaque = check_opaque(opaque)
         if self._other_thread():
             return self._in_hub(self.connect, host, port, opaque)
         try:
-            addresses = _socket.getaddrinfo(host, port, 0, _socket.SOCK_STREAM, 0, _NUMERIC)
+            addresses = (_unix.address_info(unix_path) if unix_path is not None else
+                         _socket.getaddrinfo(host, port, 0, _socket.SOCK_STREAM, 0, _NUMERIC))
         except _socket.gaierror:
             addresses = None
         slot: ConnectingSlot = self._host.register(ConnectingSlot(self._host, opaque))
@@ -300,11 +321,11 @@ class SocketServer(UdpOperations):
             return
         slot.resolved(addresses)
 
-    def block_connect(self, host: str, port: int, opaque: int = 0) -> int:
+    def block_connect(self, host: str, port: Optional[int], opaque: int = 0) -> int:
         """Connect, blocking only the calling greenlet; return the id of a
         connected, reading socket (OPEN follows), or raise OSError."""
         host = required_host(host, "block_connect")
-        port = check_port(port)
+        port = 0 if _unix.unix_path(host) is not None and port is None else check_port(port)
         opaque = check_opaque(opaque)
         if self._other_thread():
             return self._in_hub(self.block_connect, host, port, opaque, blocking=True)
@@ -405,6 +426,62 @@ class SocketServer(UdpOperations):
         slot = self._live(socket_id)
         if slot is not None:
             slot.force_close(report=True)
+
+    def shutdown_write(self, socket_id: int) -> None:
+        """Half-close the sending side: later sends return False, the FIN
+        goes out after every queued byte, and reading goes on (CLOSE comes
+        when the peer closes its side). Ignored for unknown ids and
+        non-stream sockets. Returns None; never blocks."""
+        if self._other_thread():
+            _check_id(socket_id)
+            self._from_other_thread(self.shutdown_write, socket_id)
+            return
+        slot = self._live(socket_id)
+        if isinstance(slot, StreamSlot):
+            slot.shutdown_write()
+
+    def pending_bytes(self, socket_id: int) -> Optional[int]:
+        """Bytes queued for the peer of ``socket_id`` (None: no such id).
+        Never blocks."""
+        slot = self._live(socket_id)
+        return None if slot is None else slot.pending_bytes
+
+    def when_below(self, socket_id: int, below: int,
+                   callback: Callable[[bool], None]) -> Optional[Callable[[], None]]:
+        """Call ``callback(True)`` once at most ``below`` bytes are queued for
+        the peer (at once if so already), or ``callback(False)`` if the
+        socket closes first; either may run in any greenlet of the hub's
+        thread. Returns a function that cancels the wait, or None (callback
+        never called) when the id is gone or not a stream. Hub's thread
+        only; never blocks."""
+        if not isinstance(below, int) or isinstance(below, bool) or below < 0:
+            raise ValueError(f"below must be an int >= 0, got {below!r}")
+        slot = self._live(socket_id)
+        if not isinstance(slot, StreamSlot) or slot.state is CLOSED:
+            return None
+        slot.when_below(below, callback)
+        return lambda: slot.forget_below(callback)
+
+    def limit_accept(self, listen_id: int, max_connections: Optional[int] = None,
+                     idle_timeout: Optional[float] = None) -> None:
+        """Make listener ``listen_id`` keep the connections it accepts from
+        now on (see :meth:`accepted`); with ``max_connections`` it stops
+        accepting while that many are alive (peers wait in the kernel's
+        backlog) and accepts again when one closes; with ``idle_timeout``
+        a connection that receives nothing for that many seconds is closed
+        (CLOSE is reported). ValueError for bad limits or a non-listener id.
+        Hub's thread only; never blocks."""
+        check_limits(max_connections, idle_timeout)
+        slot = self._live(listen_id)
+        if not isinstance(slot, ListenerSlot):
+            raise ValueError(f"socket {listen_id} is not a listener")
+        slot.set_limits(max_connections, None if idle_timeout is None else float(idle_timeout))
+
+    def accepted(self, listen_id: int) -> List[int]:
+        """Ids of the live connections accepted through ``listen_id`` since
+        :meth:`limit_accept` (empty for other ids). Never blocks."""
+        slot = self._live(listen_id)
+        return slot.child_ids() if isinstance(slot, ListenerSlot) else []
 
     def _from_other_thread(self, method: Callable[..., Any], *args: Any) -> bool:
         if self._released:

@@ -19,6 +19,7 @@ PACKAGE = Path(gsocket.__file__).parent
 SERVER_LAYERS = [
     "gsocket.events",
     "gsocket._netutil",
+    "gsocket._unix",
     "gsocket._arguments",
     "gsocket._event_channel",
     "gsocket._slot",
