@@ -535,6 +535,44 @@ def test_client_refused_and_unreachable():
         websocket.connect("http://127.0.0.1:1/")
 
 
+def test_timeouts_block_only_the_caller():
+    """accept(timeout=): an upgrade request too slow to arrive gets 408 and
+    accept returns False; connect(timeout=): a server that never answers the
+    upgrade is a TimeoutError. Meanwhile other greenlets run on."""
+    ticks = []
+
+    def ticker() -> None:
+        while True:
+            ticks.append(1)
+            gevent.sleep(0.01)
+
+    running = gevent.spawn(ticker)
+    try:
+        with WsServer(timeout=0.3) as server:
+            sock = gevent_client(server.port)
+            try:
+                sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n")   # never ends
+                reply = recv_to_eof(sock)
+            finally:
+                sock.close()
+            server.wait_done()
+        assert reply.startswith(b"HTTP/1.1 408 ")
+        assert server.results == [False] and server.handlers[0].calls == []
+
+        mute = stdlib_socket.socket()       # the kernel completes the TCP handshake; nobody answers
+        try:
+            mute.bind(("127.0.0.1", 0))
+            mute.listen(4)
+            before = len(ticks)
+            with pytest.raises(TimeoutError):
+                websocket.connect("ws://127.0.0.1:%d/" % mute.getsockname()[1], timeout=0.3)
+            assert len(ticks) - before >= 5, "connect blocked the hub"
+        finally:
+            mute.close()
+    finally:
+        running.kill()
+
+
 def test_wss_without_tls_support_is_a_clear_error():
     """wss:// waits for TLS in gsocket.socket.open (API section 7: "once TLS
     exists"); until then it is a ValueError naming TLS, before any connect."""
