@@ -472,7 +472,15 @@ class ThreadServer:
                 if message == "close-4010":
                     ws.close(4010, "as asked")
                     break
-                ws.send(message)
+                if message == "fragments":             # one message in three frames
+                    ws.send(["frag", "mént", "ed"])
+                    ws.send([b"\x01", b"", b"\x02\x03"])
+                elif message == "ping-me":             # answered by the client itself
+                    ws.send("pong seen" if ws.ping(b"srv").wait(WAIT) else "no pong")
+                elif message == "send-2k":
+                    ws.send(b"x" * 2048)
+                else:
+                    ws.send(message)
         except ConnectionClosed:
             pass
         self.codes.append(ws.close_code)
@@ -510,6 +518,24 @@ def test_client_against_websockets_server(thread_server):
     assert websocket.read(socket_id) is None
     gevent.sleep(0)
     wait_codes(thread_server, [4005])
+
+
+def test_client_fragments_pings_and_oversize(thread_server):
+    """The client side against the websockets server: fragmented messages
+    reassembled, the server's ping answered without the caller's help, a
+    message over the client's max_message closed with 1009."""
+    socket_id = websocket.connect(f"ws://127.0.0.1:{thread_server.port}/", timeout=WAIT, max_message=1024)
+    try:
+        assert websocket.write(socket_id, "fragments")
+        assert websocket.read(socket_id, timeout=WAIT) == "fragménted"
+        assert websocket.read(socket_id, timeout=WAIT) == b"\x01\x02\x03"
+        assert websocket.write(socket_id, "ping-me")
+        assert websocket.read(socket_id, timeout=WAIT) == "pong seen"
+        assert websocket.write(socket_id, "send-2k")
+        assert websocket.read(socket_id, timeout=WAIT) is None
+    finally:
+        websocket.close(socket_id)
+    wait_codes(thread_server, [1009])
 
 
 def test_client_sees_server_close(thread_server):
