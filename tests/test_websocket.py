@@ -3,9 +3,11 @@ the ``websockets`` package's sync client and server, run in OS threads.
 
 Server side: text, binary, 1 MiB, fragments, ping/pong, close codes both
 ways, 1009 on oversize, 1002 on an unmasked client frame, abrupt disconnect,
-400 without upgrade, 404 on another path. Client side: websocket.connect
-against a websockets server. Random bytes after the handshake: a clean
-close, no error in the dispatcher.
+400 without upgrade, 404 on another path, 408 for a slow upgrade; writes of
+one turn in one send, a blocking handler's reply still sent. Client side:
+websocket.connect against a websockets server (fragments, its pings, 1009),
+a connect timeout; wss:// without TLS. Random bytes after the handshake: a
+clean close, no error in the dispatcher.
 """
 
 from __future__ import annotations
