@@ -13,9 +13,7 @@ Each open WebSocket is a session kept per driver, keyed by socket id. A
 session is read by one greenlet at a time: the one in :func:`read`, the
 handler loop of :func:`accept`, or :func:`close` waiting for the peer's
 close reply. Writes (:func:`write`, :func:`ping`) never block and may come
-from any greenlet, including handler callbacks; what :func:`write` queues
-goes out when the writing greenlet yields to the hub (one send for all the
-messages of one turn), or at the end of the read loop's turn.
+from any greenlet, including handler callbacks.
 
 Server::
 
@@ -39,14 +37,12 @@ from __future__ import annotations
 
 import inspect
 import logging
-import threading
 import time
 import weakref
 from collections import deque
 from typing import Any, Deque, Dict, Iterable, Mapping, Optional, Tuple, Union
 from urllib.parse import urlsplit
 
-from gevent import get_hub
 from gevent.event import Event
 from greenlet import getcurrent
 from wsproto import ConnectionType, WSConnection
@@ -79,7 +75,7 @@ class _Session:
     """One open WebSocket on a socket id."""
 
     __slots__ = ("id", "protocol", "handler", "peer", "reader", "messages", "finished",
-                 "status", "flush_due", "thread", "__weakref__")
+                 "status", "__weakref__")
 
     def __init__(self, socket_id: int, protocol: WebSocketProtocol, handler: Any, peer: str) -> None:
         self.id = socket_id
@@ -90,8 +86,6 @@ class _Session:
         self.messages: Deque[Union[str, bytes]] = deque()   # read() mode: whole messages
         self.finished = Event()                     # set once the TCP connection is closed
         self.status: Optional[Tuple[int, str]] = None   # (code, reason) once closed
-        self.flush_due = False                      # a hub callback will flush the output
-        self.thread = threading.get_ident()         # the hub's thread
 
 
 _sessions_by_driver: "weakref.WeakKeyDictionary[_driver.Driver, Dict[int, _Session]]" = (
@@ -142,29 +136,6 @@ def _remaining(deadline: Optional[float]) -> Optional[float]:
 def _flush(session: _Session) -> bool:
     out = session.protocol.take_output()
     return _socket.write(session.id, out) if out else True
-
-
-def _flush_soon(session: _Session) -> bool:
-    """Flush when the calling greenlet next yields to the hub (or sooner,
-    at the end of the read loop's turn): what one turn writes goes out in
-    one send (a pipelining peer's burst of echoes: one syscall, not one per
-    message). From another OS thread: at once, as socket.write hops over."""
-    if session.thread != threading.get_ident():
-        return _flush(session)
-    if not session.flush_due:
-        session.flush_due = True
-        get_hub().loop.run_callback(_flush_due, session)
-    return True
-
-
-def _flush_due(session: _Session) -> None:
-    session.flush_due = False
-    if session.finished.is_set():
-        return
-    try:
-        _flush(session)
-    except Exception:   # noqa: BLE001 - a hub callback must not raise
-        logger.exception("websocket %d: flush failed", session.id)
 
 
 def _finish(session: _Session, status: Tuple[int, str]) -> None:
@@ -432,17 +403,14 @@ def read(socket_id: int, *, timeout: Optional[float] = None) -> Union[bytes, str
 
 def write(socket_id: int, data: Data, kind: Optional[str] = None) -> bool:
     """Send one message: str as text, bytes as binary, unless ``kind``
-    ("text" or "binary") says otherwise. Never blocks: the frame is queued
-    and goes out when the calling greenlet next yields to the hub (a
-    handler's replies at the end of its turn), so what one turn writes
-    leaves in one send; :func:`close` and :func:`ping` send what is queued
-    first. False when the WebSocket is closing or gone."""
+    ("text" or "binary") says otherwise. Never blocks. False when the
+    WebSocket is closing or gone."""
     session = _session(socket_id)
     if session is None:
         return False
     if not session.protocol.send(data, kind):
         return False
-    return _flush_soon(session)
+    return _flush(session)
 
 
 def ping(socket_id: int, data: bytes = b"") -> bool:

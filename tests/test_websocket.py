@@ -19,7 +19,6 @@ import struct
 import threading
 
 import gevent
-import gevent.event
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 from websockets.exceptions import ConnectionClosed
@@ -102,66 +101,6 @@ def test_fragmented_messages_are_reassembled():
         server.wait_done()
     assert server.handlers[0].of("message") == [
         ("message", "fragmented", "text"), ("message", b"\x01\x02\x03", "binary")]
-
-
-def test_writes_of_one_turn_leave_in_one_send(monkeypatch):
-    """What a greenlet writes before it yields goes to the socket as one
-    write (counted on the real gsocket.socket.write), in order."""
-    writes = []
-    real_write = gs.write
-
-    def counting_write(socket_id, data):
-        writes.append(len(data))
-        return real_write(socket_id, data)
-
-    def serve(socket_id: int) -> None:
-        assert websocket.read(socket_id, timeout=WAIT) == "go"
-        monkeypatch.setattr(websocket._socket, "write", counting_write)
-        for n in range(20):
-            assert websocket.write(socket_id, f"m{n}")
-        assert writes == []                        # nothing sent before this greenlet yields
-        assert websocket.read(socket_id, timeout=WAIT) == "got them"
-        assert websocket.read(socket_id, timeout=WAIT) is None
-
-    with WsServer(handler=None, serve=serve) as server:
-        def client():
-            with ws_connect(server.url, open_timeout=WAIT) as ws:
-                ws.send("go")
-                got = [ws.recv(WAIT) for _ in range(20)]
-                ws.send("got them")
-            return got
-        assert in_thread(client) == [f"m{n}" for n in range(20)]
-        server.wait_done()
-    assert writes[0] == sum(2 + len(f"m{n}") for n in range(20))     # 20 frames in one write
-
-
-def test_a_handler_write_goes_out_while_the_handler_blocks():
-    """A callback that writes then blocks (on anything but this WebSocket)
-    does not hold its reply back until it returns."""
-    release = gevent.event.Event()
-    first_seen = threading.Event()
-
-    class Blocking(Recorder):
-        def message(self, socket_id, data, kind):
-            websocket.write(socket_id, "first")
-            assert release.wait(WAIT)              # blocks this greenlet only
-            websocket.write(socket_id, "second")
-
-    with WsServer(Blocking) as server:
-        def client():
-            with ws_connect(server.url, open_timeout=WAIT) as ws:
-                ws.send("go")
-                first = ws.recv(WAIT)
-                first_seen.set()
-                return first, ws.recv(WAIT)
-        peer = InThread(client)
-        with gevent.Timeout(WAIT, AssertionError("the first reply did not arrive while blocked")):
-            while not first_seen.is_set():
-                gevent.sleep(0.005)
-        assert not release.is_set()
-        release.set()
-        assert peer.result(WAIT) == ("first", "second")
-        server.wait_done()
 
 
 def test_ping_pong_both_ways():
