@@ -15,9 +15,11 @@ proves no fd, listener or greenlet is left):
 
 from __future__ import annotations
 
+import os
 import random
 import socket as stdlib_socket
 import struct
+import time
 from typing import Any, Dict, List
 
 import gevent
@@ -33,6 +35,7 @@ from gsocket.driver import Driver
 from gsocket.events import SOCKET_ACCEPT
 from gsocket.server import SocketServer
 from _peers import closed_port
+from _stress import ServerProcess, fd_count, free_port
 
 pytestmark = [pytest.mark.stress, pytest.mark.gsocket(timeout=90), pytest.mark.timeout(120)]
 
@@ -319,3 +322,82 @@ def test_release_with_thousands_of_operations_in_flight(leak_check: Any) -> None
         for peer in peers:
             peer.close()
         stuck.close()
+
+
+# ---------------------------------------------------------------- EMFILE storm
+
+def cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def echo_once(sock: stdlib_socket.socket, payload: bytes) -> bool:
+    try:
+        sock.sendall(payload)
+        got = b""
+        while len(got) < len(payload):
+            chunk = sock.recv(65536)
+            if not chunk:
+                return False
+            got += chunk
+        return got == payload
+    except OSError:
+        return False
+
+
+def test_emfile_storm_under_a_low_fd_limit_recovers() -> None:
+    """examples/echo.py with RLIMIT_NOFILE 64 and a storm of 300 connections:
+    the connections it has keep echoing, it does not spin, and once the
+    storm is gone a fresh client is served and the fds are back."""
+    port = free_port()
+    server = ServerProcess(["examples/echo.py", "--host", "127.0.0.1", "--port", str(port),
+                            "--backlog", "512"], port, nofile=64)
+    keepers: List[stdlib_socket.socket] = []
+    storm: List[stdlib_socket.socket] = []
+    try:
+        time.sleep(0.2)
+        baseline = fd_count(server.pid)
+        for n in range(10):
+            keeper = stdlib_socket.create_connection(("127.0.0.1", port), timeout=5)
+            assert echo_once(keeper, b"keeper %d" % n)
+            keepers.append(keeper)
+        for n in range(300):
+            client = stdlib_socket.create_connection(("127.0.0.1", port), timeout=5)
+            try:
+                client.sendall(b"storm")
+            except OSError:
+                pass
+            storm.append(client)
+        time.sleep(0.5)
+        assert fd_count(server.pid) <= 64
+        spent = cpu_seconds(server.pid)
+        for n, keeper in enumerate(keepers):                 # still served during the storm
+            assert echo_once(keeper, b"still %d" % n)
+        time.sleep(1.0)
+        assert cpu_seconds(server.pid) - spent < 0.6, "the server spins while out of fds"
+        for client in storm:
+            client.close()
+        storm.clear()
+        deadline = time.monotonic() + 10
+        served = False
+        while not served and time.monotonic() < deadline:
+            with stdlib_socket.create_connection(("127.0.0.1", port), timeout=5) as fresh:
+                served = echo_once(fresh, b"fresh after the storm")
+            if not served:
+                time.sleep(0.1)
+        assert served, server.lines[-20:]
+        for n, keeper in enumerate(keepers):
+            assert echo_once(keeper, b"after %d" % n)
+            keeper.close()
+        keepers.clear()
+        while fd_count(server.pid) > baseline and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert fd_count(server.pid) == baseline
+    finally:
+        for sock in keepers + storm:
+            sock.close()
+        code = server.stop()
+    assert code == 0
+    assert any("Too many open files" in line for line in server.lines), server.lines[-20:]
+    assert not server.tracebacks(), server.lines[-40:]
