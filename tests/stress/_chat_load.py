@@ -6,7 +6,7 @@ from __future__ import annotations
 import random
 import re
 import socket as stdlib_socket
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Set, Tuple
 
 import gevent
 import gevent.socket
@@ -26,8 +26,10 @@ class LoadClient:
         self.port = port
         self.buffer = b""
         self.lines: List[str] = []
-        #: sender index -> highest message number seen from it
+        #: sender index -> highest message number seen from it (they only grow)
         self.last: Dict[int, int] = {}
+        #: every (sender index, message number) received
+        self.got: Set[Tuple[int, int]] = set()
         self.received = 0
         self.disorder: List[str] = []
         self.errors: List[str] = []
@@ -70,19 +72,21 @@ class LoadClient:
         sender_index, n = int(sender), int(number)
         if room != self.room or nick != f"u{sender_index}":
             self.disorder.append(line)
-        if n != self.last.get(sender_index, -1) + 1:
+        if n <= self.last.get(sender_index, -1):
             self.disorder.append(f"{line} after {self.last.get(sender_index)}")
         self.last[sender_index] = n
+        self.got.add((sender_index, n))
         self.received += 1
 
     def _read_loop(self) -> None:
         while self._fill():
             pass
 
-    def talk(self, count: int, interval: float) -> None:
-        """Send ``count`` room messages, ``interval`` seconds apart (jittered start)."""
+    def talk(self, count: int, interval: float, first: int = 0) -> None:
+        """Send ``count`` room messages numbered from ``first``, ``interval``
+        seconds apart (jittered start)."""
         gevent.sleep(random.random() * interval)
-        for n in range(count):
+        for n in range(first, first + count):
             self.sock.sendall(f"m {self.index} {n}\n".encode())
             self.sent += 1
             gevent.sleep(interval)

@@ -15,12 +15,12 @@ import pytest
 from _chat_load import LoadClient
 from _stress import ServerProcess, free_port
 
-pytestmark = [pytest.mark.stress, pytest.mark.gsocket(timeout=120), pytest.mark.timeout(150)]
+pytestmark = [pytest.mark.stress, pytest.mark.gsocket(timeout=150), pytest.mark.timeout(180)]
 
 CLIENTS = 1000
 ROOMS = 10
-#: Seconds of talking (the issue asks 30; see tests/stress/README.md for why 10).
-DURATION = 10.0
+#: Seconds of talking.
+DURATION = 30.0
 #: Seconds between two messages of one client.
 INTERVAL = 1.0
 
@@ -45,7 +45,7 @@ def test_thousand_chat_clients_in_ten_rooms_every_message_counted() -> None:
         while time.monotonic() < deadline and any(c.received < expected for c in clients):
             gevent.sleep(0.1)
         elapsed = time.monotonic() - started
-        short = [(c.nick, c.received) for c in clients if c.received != expected]
+        short = [(c.nick, c.received) for c in clients if c.received != expected or len(c.got) != expected]
         assert not short, f"expected {expected} each; short: {short[:10]}"
         assert not [c.disorder for c in clients if c.disorder][:3]
         assert not [c.errors for c in clients if c.errors][:3]
