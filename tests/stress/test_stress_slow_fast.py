@@ -211,6 +211,6 @@ def test_fast_producer_into_a_slow_reader_bounded_and_intact() -> None:
     assert not errors, errors
     assert received == TOTAL
     grown = peak[0] - rss_before
-    assert grown < 64 * MIB, f"RSS peaked {grown / 1e6:.0f} MB over the start"
+    assert grown < 96 * MIB, f"RSS peaked {grown / 1e6:.0f} MB over the start"
     gs.close(listener.listen_id)
     print(f"fast producer: {received} bytes in {reads} reads, rss_peak_growth_mb={grown / 1e6:.1f}")
