@@ -89,6 +89,8 @@ class SocketServer(UdpOperations):
         self._slots = self._host.slots
         self._released = False
         self._connectors: Set[gevent.Greenlet] = set()
+        # Greenlets waiting in block_connect: release() wakes them.
+        self._block_connecting: Set[Any] = set()
         self._reserve = ReserveFd()
         # Calls made from other OS threads, run in order in the hub's thread.
         self._foreign = ForeignCalls(self._loop, self._connectors)
@@ -110,6 +112,8 @@ class SocketServer(UdpOperations):
         self._released = self._host.released = self._foreign.released = True
         for connector in list(self._connectors):
             connector.kill(block=False)
+        for waiting in list(self._block_connecting):
+            gevent.kill(waiting, ConnectionError("socket server released while connecting"))
         for slot in list(self._slots.values()):
             slot.force_close(report=False, drain=DRAIN_ON_RELEASE)
         self._slots.clear()
@@ -338,14 +342,19 @@ class SocketServer(UdpOperations):
             return self._in_hub(self.block_connect, host, port, opaque, blocking=True)
         last_error: Optional[OSError] = None
         for info in self._resolve(host, port, _socket.SOCK_STREAM):
+            if self._released:
+                raise ConnectionError("socket server released while connecting")
             sock = open_stream(info)
             try:
                 code = sock.connect_ex(info[4])
                 if code in (errno.EINPROGRESS, errno.EAGAIN):
                     watcher = self._loop.io(sock.fileno(), 2)
+                    waiting = gevent.getcurrent()
+                    self._block_connecting.add(waiting)
                     try:
                         self._hub.wait(watcher)
                     finally:
+                        self._block_connecting.discard(waiting)
                         watcher.close()
                     code = sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_ERROR)
                 if code:

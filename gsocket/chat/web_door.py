@@ -159,7 +159,10 @@ class WebDoor(Door):
                                         max_message=MAX_MESSAGE):
             return
         session = WebSession(socket_id, peer, _driver.current(), self.spawn)
-        socket.warning(socket_id, lambda id, kib: drop_if_slow(session, kib))
+        try:
+            socket.warning(socket_id, lambda id, kib: drop_if_slow(session, kib))
+        except ConnectionError:
+            return        # a bad first frame closed it during the handshake
         service = self.service
         user = None
         try:
