@@ -120,7 +120,7 @@ class ListenerSlot(Slot):
             try:
                 conn.setblocking(False)
                 conn.setsockopt(_socket.SOL_SOCKET, _socket.SO_KEEPALIVE, 1)
-                slot = host.register(StreamSlot(host, self.opaque, PACCEPT, conn))
+                slot = host.register(self.new_stream(conn))
             except OSError as err:
                 conn.close()
                 logger.warning("accept on %d: dropping connection: %s", self.id, err)
@@ -128,6 +128,10 @@ class ListenerSlot(Slot):
             slot.name = format_address(address)
             self.bytes_read += 1
             self.emit(SocketMessage(SOCKET_ACCEPT, self.id, self.opaque, slot.id, slot.name))
+
+    def new_stream(self, conn: Any) -> Slot:
+        """The slot of an accepted connection (TLS listeners make TLS slots)."""
+        return StreamSlot(self.host, self.opaque, PACCEPT, conn)
 
     def out_of_fds(self, err: OSError) -> None:
         """EMFILE/ENFILE: report, then refuse one pending client with the

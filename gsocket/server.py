@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import errno
 import os
+import ssl
+from functools import partial
 from typing import Any, Callable, List, Optional, Set, Tuple
 
 import _socket
@@ -34,6 +36,7 @@ from ._listener import ListenerSlot, ReserveFd
 from ._netutil import format_address, logger
 from ._slot import CLOSED, CLOSING, PROTOCOL_TCP, Slot, SlotHost
 from ._stream import BoundSlot
+from ._tls import TlsListenerSlot, TlsSlot, check_tls_arguments, wait_handshake
 from ._foreign_calls import RELEASED, ForeignCalls
 from ._udp import UdpSlot
 from .events import (
@@ -179,17 +182,20 @@ class SocketServer:
     # ------------------------------------------------------------------ TCP: listen / accept
 
     def listen(self, host: Optional[str], port: int, backlog: int = 32, opaque: int = 0,
-               reuseport: bool = False) -> int:
+               reuseport: bool = False, *, ssl_context: Optional[ssl.SSLContext] = None) -> int:
         """Bind and listen now; return the listen id. Raises OSError when the
         address cannot be bound. ACCEPT events start only after start(id).
-        Blocks only to resolve a host name."""
+        With ``ssl_context`` every accepted connection is TLS (handshake on
+        start, before OPEN). Blocks only to resolve a host name."""
         host = check_host(host)
         port = check_port(port)
         opaque = check_opaque(opaque)
+        check_tls_arguments(ssl_context, None)
         if not isinstance(backlog, int) or backlog < 1:
             raise ValueError("backlog must be a positive int")
         if self._other_thread():
-            return self._in_hub(self.listen, host, port, backlog, opaque, reuseport, blocking=True)
+            return self._in_hub(partial(self.listen, ssl_context=ssl_context), host, port,
+                                backlog, opaque, reuseport, blocking=True)
         family, socktype, proto, _, sockaddr = self._resolve(host, port, _socket.SOCK_STREAM, True)[0]
         sock = _socket.socket(family, socktype, proto)
         try:
@@ -201,7 +207,11 @@ class SocketServer:
             sock.bind(sockaddr)
             sock.listen(backlog)
             sock.setblocking(False)
-            slot = self._host.register(ListenerSlot(self._host, opaque, sock, self._reserve))
+            if ssl_context is None:
+                slot = self._host.register(ListenerSlot(self._host, opaque, sock, self._reserve))
+            else:
+                slot = self._host.register(
+                    TlsListenerSlot(self._host, opaque, sock, self._reserve, ssl_context))
         except BaseException:
             sock.close()
             raise
@@ -269,20 +279,27 @@ class SocketServer:
 
     # ------------------------------------------------------------------ TCP: connect
 
-    def connect(self, host: str, port: int, opaque: int = 0) -> int:
+    def connect(self, host: str, port: int, opaque: int = 0, *,
+                ssl_context: Optional[ssl.SSLContext] = None,
+                server_hostname: Optional[str] = None) -> int:
         """Start a non-blocking connect; return the id at once. OPEN (data =
         peer "host:port") or ERROR follows. Data sent meanwhile is queued.
-        Reading starts by itself once connected."""
+        Reading starts by itself once connected. With ``ssl_context`` the
+        TLS handshake (SNI and certificate check for ``server_hostname``,
+        by default ``host``) runs before OPEN; its failure is the ERROR."""
         host = required_host(host, "connect")
         port = check_port(port)
         opaque = check_opaque(opaque)
+        check_tls_arguments(ssl_context, server_hostname)
         if self._other_thread():
-            return self._in_hub(self.connect, host, port, opaque)
+            return self._in_hub(partial(self.connect, ssl_context=ssl_context,
+                                        server_hostname=server_hostname), host, port, opaque)
         try:
             addresses = _socket.getaddrinfo(host, port, 0, _socket.SOCK_STREAM, 0, _NUMERIC)
         except _socket.gaierror:
             addresses = None
-        slot: ConnectingSlot = self._host.register(ConnectingSlot(self._host, opaque))
+        slot: ConnectingSlot = self._host.register(
+            self._connecting_slot(opaque, None, host, ssl_context, server_hostname))
         if addresses is not None:
             slot.connect_addresses = list(addresses)
             slot.connect_next(None)
@@ -300,14 +317,28 @@ class SocketServer:
             return
         slot.resolved(addresses)
 
-    def block_connect(self, host: str, port: int, opaque: int = 0) -> int:
+    def _connecting_slot(self, opaque: int, sock: Any, host: str,
+                         ssl_context: Optional[ssl.SSLContext],
+                         server_hostname: Optional[str]) -> ConnectingSlot:
+        if ssl_context is None:
+            return ConnectingSlot(self._host, opaque, sock)
+        return TlsSlot(self._host, opaque, ssl_context, False, server_hostname or host, sock)
+
+    def block_connect(self, host: str, port: int, opaque: int = 0, *,
+                      ssl_context: Optional[ssl.SSLContext] = None,
+                      server_hostname: Optional[str] = None) -> int:
         """Connect, blocking only the calling greenlet; return the id of a
-        connected, reading socket (OPEN follows), or raise OSError."""
+        connected, reading socket (OPEN follows), or raise OSError. With
+        ``ssl_context`` it returns once the TLS handshake is done, and a
+        failed handshake raises ssl.SSLError (no event for that id)."""
         host = required_host(host, "block_connect")
         port = check_port(port)
         opaque = check_opaque(opaque)
+        check_tls_arguments(ssl_context, server_hostname)
         if self._other_thread():
-            return self._in_hub(self.block_connect, host, port, opaque, blocking=True)
+            return self._in_hub(partial(self.block_connect, ssl_context=ssl_context,
+                                        server_hostname=server_hostname),
+                                host, port, opaque, blocking=True)
         last_error: Optional[OSError] = None
         for info in self._resolve(host, port, _socket.SOCK_STREAM):
             sock = open_stream(info)
@@ -322,7 +353,8 @@ class SocketServer:
                     code = sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_ERROR)
                 if code:
                     raise OSError(code, os.strerror(code))
-                slot = self._host.register(ConnectingSlot(self._host, opaque, sock))
+                slot = self._host.register(
+                    self._connecting_slot(opaque, sock, host, ssl_context, server_hostname))
             except OSError as err:
                 sock.close()
                 last_error = err
@@ -331,6 +363,8 @@ class SocketServer:
                 sock.close()
                 raise
             slot.connected()
+            if isinstance(slot, TlsSlot):
+                wait_handshake(slot, self._hub)
             return slot.id
         raise last_error if last_error else OSError(f"cannot connect to {host}:{port}")
 

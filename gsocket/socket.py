@@ -129,31 +129,41 @@ def _split_address(host: str, port: Optional[int]) -> Tuple[str, int]:
 
 # ---------------------------------------------------------------------- connecting
 
-def open(host: str, port: Optional[int] = None, *, timeout: Optional[float] = None) -> int:  # noqa: A001
+def open(host: str, port: Optional[int] = None, *, timeout: Optional[float] = None,  # noqa: A001
+         ssl_context: Any = None, server_hostname: Optional[str] = None) -> int:
     """Connect to ``host:port`` (or ``open("host:port")``) and return the id
     of a connected socket that is already reading. Blocks the calling
-    greenlet until connected; raises ConnectionError/OSError on failure and
-    TimeoutError after ``timeout`` seconds."""
+    greenlet until connected (with ``ssl_context``, an ``ssl.SSLContext``:
+    until the TLS handshake is done; SNI and the certificate check use
+    ``server_hostname``, by default ``host``); raises ConnectionError/OSError
+    on failure (ssl.SSLError for a failed handshake) and TimeoutError after
+    ``timeout`` seconds."""
     _check_timeout(timeout)
     host, port = _split_address(host, port)
     pool = _pool(create=True)
     _refuse_foreign_thread(pool, "open")
+    tls = {"ssl_context": ssl_context, "server_hostname": server_hostname}
     if timeout is None:
-        socket_id = pool.driver.block_connect(host, port, pool.opaque)
+        socket_id = pool.driver.block_connect(host, port, pool.opaque, **tls)
     else:
         with Timeout(timeout, TimeoutError(f"connect to {host}:{port} timed out after {timeout} s")):
-            socket_id = pool.driver.block_connect(host, port, pool.opaque)
+            socket_id = pool.driver.block_connect(host, port, pool.opaque, **tls)
     pool.entries[socket_id] = Entry(socket_id)
     return socket_id
 
 
-def listen(host: Optional[str], port: int, backlog: int = 32, *, reuseport: bool = False) -> int:
+def listen(host: Optional[str], port: int, backlog: int = 32, *, ssl_context: Any = None,
+           reuseport: bool = False) -> int:
     """Bind and listen now; return the listen id. Nothing is accepted until
     ``start(id, on_accept)``. ``reuseport=True`` sets SO_REUSEPORT, so that
-    several processes serve one port. Raises OSError if the address cannot
-    be bound. Never blocks."""
+    several processes serve one port. With ``ssl_context`` (an
+    ``ssl.SSLContext`` holding the server's certificate) every accepted
+    connection is TLS: the handshake runs once it is started, and a reader
+    sees its bytes only after it. Raises OSError if the address cannot be
+    bound. Never blocks."""
     pool = _pool(create=True)
-    socket_id = pool.driver.listen(host, port, backlog, pool.opaque, reuseport=bool(reuseport))
+    socket_id = pool.driver.listen(host, port, backlog, pool.opaque, reuseport=bool(reuseport),
+                                   ssl_context=ssl_context)
     entry = Entry(socket_id)
     entry.is_listener = True
     pool.entries[socket_id] = entry

@@ -26,6 +26,7 @@ SERVER_LAYERS = [
     "gsocket._connecting",
     "gsocket._listener",
     "gsocket._udp",
+    "gsocket._tls",
     "gsocket._foreign_calls",
     "gsocket.server",
 ]
