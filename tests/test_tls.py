@@ -19,14 +19,14 @@ import pytest
 
 from gsocket import socket as gs
 from gsocket.events import (
-    SOCKET_ACCEPT, SOCKET_CLOSE, SOCKET_DATA, SOCKET_ERROR, SOCKET_OPEN, SOCKET_WARNING,
+    SOCKET_CLOSE, SOCKET_DATA, SOCKET_ERROR, SOCKET_OPEN, SOCKET_WARNING,
 )
 
 pytest_plugins = ["helpers"]                # fixtures: events, closer
 
 from _tls_support import Certs, make_certs  # noqa: E402
 from helpers import (  # noqa: E402
-    InThread, accept, info_row, listen_started, pattern, recv_exact, recv_to_end,
+    InThread, accept, info_row, pattern, recv_exact, recv_to_end,
     runs, thread_client, wait_until,
 )
 
@@ -441,8 +441,8 @@ def test_socket_open_with_a_bad_certificate_raises(certs):
 
 # ---------------------------------------------------------------- a real binary: openssl s_client
 
-@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl not installed (.ci/run installs it)")
 def test_openssl_s_client_talks_to_a_gsocket_server(server, events, certs):
+    assert shutil.which("openssl"), "the openssl binary is needed (.ci/run installs it)"
     listen_id, port = tls_listen(server, events, certs)
     client = gevent.subprocess.Popen(
         ["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-CAfile", str(certs.ca),
