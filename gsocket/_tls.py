@@ -258,7 +258,7 @@ class TlsSlot(ConnectingSlot):
                 continue   # close() was called: incoming bytes are discarded
             if not received:
                 self.incoming.write_eof()
-                if self.read_plain():
+                if self.read_plain(at_eof=True):
                     self.on_eof()
                 return
             self.incoming.write(data)
@@ -272,16 +272,20 @@ class TlsSlot(ConnectingSlot):
                 self.read_size = size // 2
             return
 
-    def read_plain(self) -> bool:
+    def read_plain(self, at_eof: bool = False) -> bool:
         """Decrypt what the incoming BIO holds and emit it as one DATA;
         False when the slot stopped reading (the peer's close_notify or
-        EOF: CLOSE; a broken record: ERROR)."""
-        read = self.tls.read
+        EOF: CLOSE; a broken record: ERROR). ``at_eof``: the kernel said EOF."""
+        tls = self.tls
+        read = tls.read
+        incoming = self.incoming
         parts = []
         ended = False
         failure: Optional[BaseException] = None
         try:
-            while True:
+            # Read while bytes wait (in the BIO or decrypted inside the SSL
+            # object): the common case ends without an SSLWantReadError.
+            while incoming.pending or tls.pending() or at_eof:
                 chunk = read(RECORD_SIZE)
                 if not chunk:   # the peer's close_notify
                     ended = True
