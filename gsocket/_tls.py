@@ -222,11 +222,11 @@ class TlsSlot(ConnectingSlot):
         if not text.startswith("TLS"):
             text = "TLS handshake failed: " + text
         waiter = self.handshake_waiter
+        self.handshake_waiter = None
         state = self.state
         self.handshaking = False
         self.force_close(report=False)
         if waiter is not None:   # block_connect raises it; no event
-            self.handshake_waiter = None
             failure = err if isinstance(err, OSError) else ssl.SSLError(text)
             self.host.loop.run_callback(waiter.throw, failure)
             return
@@ -530,6 +530,11 @@ class TlsSlot(ConnectingSlot):
         self.cipher = b""
         self.cipher_sent = self.cipher_plain = 0
         self.incoming = self.outgoing = self.tls = None
+        waiter = self.handshake_waiter
+        if waiter is not None:   # closed (shutdown, release) while block_connect waits
+            self.handshake_waiter = None
+            self.host.loop.run_callback(
+                waiter.throw, ConnectionAbortedError("TLS connection closed during the handshake"))
 
 
 class TlsListenerSlot(ListenerSlot):

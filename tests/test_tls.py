@@ -11,7 +11,6 @@ from __future__ import annotations
 import shutil
 import socket as stdlib_socket
 import ssl
-import threading
 
 import gevent
 import gevent.subprocess
@@ -101,12 +100,13 @@ def test_echo_mebibytes_to_a_stdlib_client_then_close_notify(server, events, clo
     socket_id, client, listen_id = tls_pair(server, events, closer, certs)
     payload = pattern(1, 4 * MIB)
 
-    def talk():
-        writer = threading.Thread(target=client.sendall, args=(payload,))
-        writer.start()
-        echoed = recv_exact(client, len(payload))
-        writer.join(10)
-        return echoed, recv_until_close_notify(client)
+    def talk():   # one thread: an SSL object must not be used by two at once
+        echoed = []
+        for start in range(0, len(payload), 512 * KIB):
+            piece = payload[start:start + 512 * KIB]
+            client.sendall(piece)
+            echoed.append(recv_exact(client, len(piece)))
+        return b"".join(echoed), recv_until_close_notify(client)
 
     peer = InThread(talk)
     assert echo_until_close(server, events, socket_id, len(payload)) == len(payload)
@@ -327,6 +327,27 @@ def test_block_connect_to_an_untrusted_server_raises(server, events, certs):
     assert error.id == accepted
     assert events.quiet(0.05) == []                     # nothing for the client id
     assert [row.id for row in server.info()] == [listen_id]
+
+
+def test_block_connect_gives_up_when_the_server_is_released(server, closer):
+    silent = closer(stdlib_socket.create_server(("127.0.0.1", 0)))   # accepts, never speaks TLS
+    port = silent.getsockname()[1]
+    connecting = gevent.spawn(server.block_connect, "127.0.0.1", port,
+                              ssl_context=ssl.create_default_context())
+    wait_until(lambda: server.info(), what="TCP connected, handshake waiting")
+    assert [row.type for row in server.info()] == ["TLS"]
+    server.release()
+    with pytest.raises(ConnectionAbortedError):
+        connecting.get(timeout=5)
+
+
+@pytest.mark.usefixtures("driver")
+def test_socket_open_timeout_during_the_handshake(closer):
+    silent = closer(stdlib_socket.create_server(("127.0.0.1", 0)))
+    port = silent.getsockname()[1]
+    with pytest.raises(TimeoutError):
+        gs.open("127.0.0.1", port, ssl_context=ssl.create_default_context(), timeout=0.2)
+    assert gs.netstat() == []
 
 
 def test_bad_tls_arguments(server):
