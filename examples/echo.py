@@ -4,7 +4,9 @@
 
 listen, start with an accept callback that forks one handler per
 connection; the handler loops socket.read / socket.write until the peer
-closes. Stops cleanly on SIGTERM or SIGINT.
+closes. A peer that sends without reading stops being read from: after
+each write the handler waits (socket.drain) while more than 256 KiB are
+queued for it, so memory stays bounded. Stops cleanly on SIGTERM or SIGINT.
 """
 
 from __future__ import annotations
@@ -20,17 +22,22 @@ from gsocket import socket
 
 logger = logging.getLogger("echo")
 
+#: Bytes queued for a peer above which the handler stops reading from it.
+HIGH_WATER = 256 * 1024
+
 
 def handle(connection_id: int) -> None:
     """Echo everything back until the peer closes."""
     socket.start(connection_id)
     socket.nodelay(connection_id)
-    read, write = socket.read, socket.write
+    read, write, drain = socket.read, socket.write, socket.drain
     while True:
         data = read(connection_id)
         if data is None:
             break
         write(connection_id, data)
+        if not drain(connection_id, below=HIGH_WATER):
+            break                     # the peer went away while we waited
     socket.close(connection_id)
 
 

@@ -14,6 +14,7 @@ from .connection import Connection as Connection, ConnectionClosed as Connection
 from .driver import Driver as Driver
 from .events import SocketInfo as SocketInfo, SocketMessage as SocketMessage
 from .server import SocketServer as SocketServer
+from .serving import serve as serve
 
 __all__ = ["Connection", "ConnectionClosed", "Driver", "SocketInfo", "SocketMessage",
-           "SocketServer", "__version__"]
+           "SocketServer", "serve", "__version__"]

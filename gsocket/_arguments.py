@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-__all__ = ["check_port", "check_host", "required_host", "check_opaque", "normalize", "frozen"]
+__all__ = ["check_port", "check_host", "required_host", "check_opaque", "normalize", "frozen",
+           "check_limits"]
 
 
 def check_port(port: Any) -> int:
@@ -38,6 +39,16 @@ def required_host(host: Any, operation: str) -> str:
     if checked is None:
         raise ValueError(f"{operation} needs a host")
     return checked
+
+
+def check_limits(max_connections: Any, idle_timeout: Any) -> None:
+    """A listener's limits: None, or a positive int / a positive number."""
+    if max_connections is not None and (isinstance(max_connections, bool) or
+                                        not isinstance(max_connections, int) or max_connections < 1):
+        raise ValueError(f"max_connections must be a positive int, got {max_connections!r}")
+    if idle_timeout is not None and (isinstance(idle_timeout, bool) or
+                                     not isinstance(idle_timeout, (int, float)) or idle_timeout <= 0):
+        raise ValueError(f"idle_timeout must be a number of seconds > 0, got {idle_timeout!r}")
 
 
 def check_opaque(opaque: Any) -> int:

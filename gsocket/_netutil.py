@@ -18,13 +18,16 @@ WOULD_BLOCK = (BlockingIOError, InterruptedError)
 
 
 def format_address(address: Any) -> str:
-    """``"host:port"`` for IPv4, ``"[host]:port"`` for IPv6 addresses;
+    """``"host:port"`` for IPv4, ``"[host]:port"`` for IPv6 addresses,
+    ``"unix:PATH"`` for unix sockets (``"unix:"`` for an unnamed one);
     ``str(address)`` for anything else. Never blocks."""
     if isinstance(address, tuple) and len(address) >= 2:
         host, port = address[0], address[1]
         if ":" in host:
             return f"[{host}]:{port}"
         return f"{host}:{port}"
+    if isinstance(address, str):
+        return "unix:" + address
     return str(address)
 
 

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import os
 from itertools import islice
-from typing import Any, Deque, Union
+from typing import Any, Callable, Deque, List, Optional, Tuple, Union
+
+import _socket
 
 from .events import SOCKET_CLOSE, SOCKET_DATA, SOCKET_OPEN, SocketMessage
-from ._netutil import WOULD_BLOCK
+from ._netutil import WOULD_BLOCK, logger
 from ._slot import (
     BIND, CLOSED, CLOSING, CONNECTED, CONNECTING, HALFCLOSE_READ, PACCEPT, Slot,
     SlotHost, State,
@@ -42,7 +44,8 @@ Buffer = Union[bytes, memoryview]
 class StreamSlot(Slot):
     """A TCP connection: accepted (PACCEPT until started) or connected."""
 
-    __slots__ = ("recv", "write_one", "write_many", "read_size")
+    __slots__ = ("recv", "write_one", "write_many", "read_size", "write_shut", "below_waiters",
+                 "parent")
 
     def __init__(self, host: SlotHost, opaque: int, state: State, sock: Any = None,
                  fd: int = -1) -> None:
@@ -52,6 +55,12 @@ class StreamSlot(Slot):
             self.write_one = sock.send
             self.write_many = sock.sendmsg
         self.read_size = MIN_READ_BUFFER
+        #: shutdown_write was called: FIN once the queue is out, no more sends.
+        self.write_shut = False
+        #: (below, callback) pairs waiting for pending_bytes <= below (drain).
+        self.below_waiters: Optional[List[Tuple[int, Callable[[bool], None]]]] = None
+        #: The listener this connection was accepted through, if it limits them.
+        self.parent: Any = None
 
     def netstat_type(self) -> str:
         state = self.state
@@ -111,7 +120,7 @@ class StreamSlot(Slot):
     def send(self, data: Any, low_priority: bool) -> bool:
         """Queue or write ``data`` (a bytes-like object or a list of them)."""
         state = self.state
-        if state is CLOSING or state is CLOSED:
+        if state is CLOSING or state is CLOSED or self.write_shut:
             return False
         if isinstance(data, list):
             if not data:
@@ -178,10 +187,63 @@ class StreamSlot(Slot):
 
     def on_writable(self) -> None:
         if not self.flush_queue(self.high, False) or not self.flush_queue(self.low, True):
+            if self.below_waiters is not None and self.state is not CLOSED:
+                self.wake_below_waiters()
             return
         if self.state is CLOSED or self.high or self.low:
             return
         self.writer_drained()
+        if self.below_waiters is not None:
+            self.wake_below_waiters()
+        if self.write_shut and self.state is not CLOSED:
+            self.shut_write_now()
+
+    # ------------------------------------------------------------------ drain and half-close
+
+    def when_below(self, below: int, callback: Callable[[bool], None]) -> None:
+        """Call ``callback(True)`` once at most ``below`` bytes are queued
+        (now, if so already), ``callback(False)`` if the socket closes first."""
+        if self.pending_bytes <= below:
+            callback(True)
+            return
+        if self.below_waiters is None:
+            self.below_waiters = []
+        self.below_waiters.append((below, callback))
+
+    def forget_below(self, callback: Callable[[bool], None]) -> None:
+        """Drop a when_below wait (its caller gave up)."""
+        waiters = self.below_waiters
+        if waiters:
+            waiters[:] = [pair for pair in waiters if pair[1] is not callback]
+            if not waiters:
+                self.below_waiters = None
+
+    def wake_below_waiters(self, closed: bool = False) -> None:
+        waiters = self.below_waiters
+        if not waiters:
+            return
+        pending = self.pending_bytes
+        keep = [(below, callback) for below, callback in waiters if not closed and pending > below]
+        self.below_waiters = keep or None
+        for below, callback in waiters:
+            if closed or pending <= below:
+                callback(not closed)
+
+    def shutdown_write(self) -> None:
+        """No more sends; the FIN goes out after every queued byte, and
+        reading goes on."""
+        if self.write_shut or self.state is CLOSED or self.state is CLOSING:
+            return
+        self.write_shut = True
+        if not self.pending_bytes and self.state is not CONNECTING:
+            self.shut_write_now()
+
+    def shut_write_now(self) -> None:
+        try:
+            if self.sock is not None:
+                self.sock.shutdown(_socket.SHUT_WR)
+        except OSError as err:
+            logger.debug("shutdown_write on %d: %s", self.id, err)
 
     def flush_queue(self, queue: Deque[Any], is_low: bool) -> bool:
         """Write ``queue`` while the kernel takes it; True when it emptied."""
@@ -233,6 +295,11 @@ class StreamSlot(Slot):
     # ------------------------------------------------------------------ close
 
     def close_fd(self, last_state: State, drain: int) -> None:
+        if self.below_waiters is not None:
+            self.wake_below_waiters(closed=True)
+        if self.parent is not None:
+            self.parent.child_closed(self)
+            self.parent = None
         sock = self.sock
         if sock is not None:
             if last_state is not HALFCLOSE_READ:   # the peer's FIN not read yet
@@ -258,6 +325,8 @@ class BoundSlot(StreamSlot):
         return "BIND"
 
     def close_fd(self, last_state: State, drain: int) -> None:
+        if self.below_waiters is not None:
+            self.wake_below_waiters(closed=True)
         try:
             os.set_blocking(self.fd, self.was_blocking)
         except OSError:

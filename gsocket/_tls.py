@@ -48,9 +48,7 @@ from ._netutil import WOULD_BLOCK, error_text, format_address, logger
 from ._slot import (
     CLOSED, CLOSING, CONNECTED, CONNECTING, HALFCLOSE_READ, PACCEPT, Slot, SlotHost, State,
 )
-from ._stream import (
-    MAX_READ_BUFFER, MAX_READS_PER_WAKEUP, MIN_READ_BUFFER, _drain_receive_queue, _own,
-)
+from ._stream import MAX_READ_BUFFER, MAX_READS_PER_WAKEUP, MIN_READ_BUFFER, StreamSlot, _own
 
 __all__ = ["TlsSlot", "TlsListenerSlot", "check_tls_arguments", "wait_handshake",
            "tls_error_text", "ENCRYPT_CHUNK"]
@@ -195,6 +193,7 @@ class TlsSlot(ConnectingSlot):
             self.handshake_failed(err)
             return
         if data:
+            self.rtime = self.host.loop.now()   # handshake bytes count for idle_timeout
             self.incoming.write(data)
         else:
             self.incoming.write_eof()
@@ -340,7 +339,7 @@ class TlsSlot(ConnectingSlot):
     def send(self, data: Any, low_priority: bool) -> bool:
         """Queue ``data`` (plaintext) and flush now when nothing waits before it."""
         state = self.state
-        if state is CLOSING or state is CLOSED:
+        if state is CLOSING or state is CLOSED or self.write_shut:
             return False
         parts = data if isinstance(data, list) else (data,)
         total = 0
@@ -375,15 +374,37 @@ class TlsSlot(ConnectingSlot):
         if self.handshaking:
             self.stop_writing()
             return
-        self.writer_drained()
+        self.all_written()
 
     def kick(self) -> None:
         """Flush now; run the writer for what the kernel did not take."""
         if self.flush():
-            if self.writing or self.warn_size or self.state is CLOSING:
-                self.writer_drained()
+            if self.state is not CLOSED:
+                self.all_written()
         elif self.state is not CLOSED:
             self.start_writing()
+
+    def all_written(self) -> None:
+        """Nothing left to write: stop the writer, finish a close or a
+        shutdown_write (close_notify first), say WARNING 0, wake drain."""
+        self.writer_drained()
+        if self.state is CLOSED:
+            return
+        if self.below_waiters is not None:
+            self.wake_below_waiters()
+        if self.write_shut:
+            self.shut_write_now()
+
+    def shut_write_now(self) -> None:
+        """shutdown_write once the queue is out: close_notify, then the FIN."""
+        if self.tls is not None and not self.handshaking and not self.notify_sent:
+            self.queue_close_notify()
+            if not self.flush():
+                if self.state is not CLOSED:
+                    self.start_writing()   # all_written comes back here
+                return
+        if not self.handshaking:
+            StreamSlot.shut_write_now(self)
 
     def take_output(self) -> None:
         """Move what the SSL object produced behind the ciphertext not yet written."""
@@ -426,6 +447,8 @@ class TlsSlot(ConnectingSlot):
                 self.cipher_plain = 0
                 self.pending_bytes -= plain
                 self.bytes_written += plain
+                if self.below_waiters is not None:
+                    self.wake_below_waiters()
             self.cipher = b""
             self.cipher_sent = 0
             if self.handshaking or self.notify_sent or self.tls is None:
@@ -521,12 +544,7 @@ class TlsSlot(ConnectingSlot):
         self.kick()
 
     def close_fd(self, last_state: State, drain: int) -> None:
-        sock = self.sock
-        if sock is not None:
-            # Unread bytes (the peer's close_notify too) would make close() send RST.
-            _drain_receive_queue(sock, drain)
-            sock.close()
-            self.sock = None
+        StreamSlot.close_fd(self, last_state, drain)
         self.cipher = b""
         self.cipher_sent = self.cipher_plain = 0
         self.incoming = self.outgoing = self.tls = None

@@ -295,6 +295,10 @@ class Driver:
         return self.server.block_connect(host, port, opaque, ssl_context=ssl_context,
                                          server_hostname=server_hostname)
 
+    def shutdown_write(self, socket_id: int) -> None:
+        """SocketServer.shutdown_write: FIN after the queued bytes; reading goes on."""
+        self.server.shutdown_write(socket_id)
+
     def bind(self, fd: int, opaque: int = 0) -> int:
         """SocketServer.bind: adopt an fd."""
         return self.server.bind(fd, opaque)

@@ -29,16 +29,19 @@ import gevent
 from gevent import get_hub
 from gevent.monkey import get_original
 
-from ._arguments import check_host, check_opaque, check_port, frozen, normalize, required_host
+from ._arguments import (
+    check_host, check_limits, check_opaque, check_port, frozen, normalize, required_host,
+)
 from ._connecting import ConnectingSlot, open_stream
 from ._event_channel import EventChannel
 from ._listener import ListenerSlot, ReserveFd
 from ._netutil import format_address, logger
 from ._slot import CLOSED, CLOSING, PROTOCOL_TCP, Slot, SlotHost
-from ._stream import BoundSlot
+from ._stream import BoundSlot, StreamSlot
 from ._tls import TlsListenerSlot, TlsSlot, check_tls_arguments, wait_handshake
 from ._foreign_calls import RELEASED, ForeignCalls
-from ._udp import UdpSlot
+from ._udp_ops import UdpOperations
+from . import _unix
 from .events import (
     SOCKET_ACCEPT, SOCKET_CLOSE, SOCKET_DATA, SOCKET_ERR, SOCKET_ERROR, SOCKET_EXIT,
     SOCKET_OPEN, SOCKET_UDP, SOCKET_WARNING, SendData, SocketInfo, SocketMessage,
@@ -67,7 +70,7 @@ def _check_id(socket_id: Any) -> None:
         raise TypeError(f"socket id must be an int, not {type(socket_id).__name__}")
 
 
-class SocketServer:
+class SocketServer(UdpOperations):
     """The socket server of one gevent hub (skynet's ``socket_server``).
 
     Create it in the thread whose hub it will use. Every method except
@@ -168,6 +171,9 @@ class SocketServer:
                  passive: bool = False) -> List[Tuple[Any, ...]]:
         """getaddrinfo without touching DNS for numeric hosts; names go
         through gevent's resolver (blocks only the calling greenlet)."""
+        path = _unix.unix_path(host)
+        if path is not None:
+            return _unix.address_info(path, socktype)
         flags = _socket.AI_PASSIVE if passive else 0
         if host is None:
             host = "0.0.0.0" if passive else "127.0.0.1"
@@ -181,14 +187,18 @@ class SocketServer:
 
     # ------------------------------------------------------------------ TCP: listen / accept
 
-    def listen(self, host: Optional[str], port: int, backlog: int = 32, opaque: int = 0,
+    def listen(self, host: Optional[str], port: Optional[int], backlog: int = 32, opaque: int = 0,
                reuseport: bool = False, *, ssl_context: Optional[ssl.SSLContext] = None) -> int:
         """Bind and listen now; return the listen id. Raises OSError when the
         address cannot be bound. ACCEPT events start only after start(id).
-        With ``ssl_context`` every accepted connection is TLS (handshake on
-        start, before OPEN). Blocks only to resolve a host name."""
+        ``host`` ``"unix:/path"`` (port None) listens on a unix socket: a
+        stale file is replaced, one held by a live listener is OSError, and
+        the file is removed when the listener closes. With ``ssl_context``
+        every accepted connection is TLS (handshake on start, before OPEN).
+        Blocks only to resolve a host name."""
         host = check_host(host)
-        port = check_port(port)
+        unix_path = _unix.unix_path(host)
+        port = 0 if unix_path is not None and port is None else check_port(port)
         opaque = check_opaque(opaque)
         check_tls_arguments(ssl_context, None)
         if not isinstance(backlog, int) or backlog < 1:
@@ -198,13 +208,17 @@ class SocketServer:
                                 backlog, opaque, reuseport, blocking=True)
         family, socktype, proto, _, sockaddr = self._resolve(host, port, _socket.SOCK_STREAM, True)[0]
         sock = _socket.socket(family, socktype, proto)
+        unix_file = None
         try:
-            sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_REUSEADDR, 1)
-            if reuseport:
-                sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_REUSEPORT, 1)
-            if family == _socket.AF_INET6:
-                sock.setsockopt(_socket.IPPROTO_IPV6, _socket.IPV6_V6ONLY, 1)
-            sock.bind(sockaddr)
+            if unix_path is not None:
+                unix_file = (unix_path, _unix.bind(sock, unix_path))
+            else:
+                sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_REUSEADDR, 1)
+                if reuseport:
+                    sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_REUSEPORT, 1)
+                if family == _socket.AF_INET6:
+                    sock.setsockopt(_socket.IPPROTO_IPV6, _socket.IPV6_V6ONLY, 1)
+                sock.bind(sockaddr)
             sock.listen(backlog)
             sock.setblocking(False)
             if ssl_context is None:
@@ -214,7 +228,10 @@ class SocketServer:
                     TlsListenerSlot(self._host, opaque, sock, self._reserve, ssl_context))
         except BaseException:
             sock.close()
+            if unix_file is not None:
+                _unix.remove(*unix_file)
             raise
+        slot.unix_file = unix_file
         slot.name = format_address(sock.getsockname())
         return slot.id
 
@@ -232,6 +249,8 @@ class SocketServer:
             address = slot.address()
         except OSError:
             return None
+        if isinstance(address, str):           # a unix socket
+            return (_unix.PREFIX + address, 0)
         return (address[0], address[1])
 
     # ------------------------------------------------------------------ start / pause
@@ -279,7 +298,7 @@ class SocketServer:
 
     # ------------------------------------------------------------------ TCP: connect
 
-    def connect(self, host: str, port: int, opaque: int = 0, *,
+    def connect(self, host: str, port: Optional[int], opaque: int = 0, *,
                 ssl_context: Optional[ssl.SSLContext] = None,
                 server_hostname: Optional[str] = None) -> int:
         """Start a non-blocking connect; return the id at once. OPEN (data =
@@ -288,14 +307,16 @@ class SocketServer:
         TLS handshake (SNI and certificate check for ``server_hostname``,
         by default ``host``) runs before OPEN; its failure is the ERROR."""
         host = required_host(host, "connect")
-        port = check_port(port)
+        unix_path = _unix.unix_path(host)
+        port = 0 if unix_path is not None and port is None else check_port(port)
         opaque = check_opaque(opaque)
         check_tls_arguments(ssl_context, server_hostname)
         if self._other_thread():
             return self._in_hub(partial(self.connect, ssl_context=ssl_context,
                                         server_hostname=server_hostname), host, port, opaque)
         try:
-            addresses = _socket.getaddrinfo(host, port, 0, _socket.SOCK_STREAM, 0, _NUMERIC)
+            addresses = (_unix.address_info(unix_path) if unix_path is not None else
+                         _socket.getaddrinfo(host, port, 0, _socket.SOCK_STREAM, 0, _NUMERIC))
         except _socket.gaierror:
             addresses = None
         slot: ConnectingSlot = self._host.register(
@@ -322,9 +343,11 @@ class SocketServer:
                          server_hostname: Optional[str]) -> ConnectingSlot:
         if ssl_context is None:
             return ConnectingSlot(self._host, opaque, sock)
-        return TlsSlot(self._host, opaque, ssl_context, False, server_hostname or host, sock)
+        if server_hostname is None and _unix.unix_path(host) is None:
+            server_hostname = host
+        return TlsSlot(self._host, opaque, ssl_context, False, server_hostname, sock)
 
-    def block_connect(self, host: str, port: int, opaque: int = 0, *,
+    def block_connect(self, host: str, port: Optional[int], opaque: int = 0, *,
                       ssl_context: Optional[ssl.SSLContext] = None,
                       server_hostname: Optional[str] = None) -> int:
         """Connect, blocking only the calling greenlet; return the id of a
@@ -332,7 +355,7 @@ class SocketServer:
         ``ssl_context`` it returns once the TLS handshake is done, and a
         failed handshake raises ssl.SSLError (no event for that id)."""
         host = required_host(host, "block_connect")
-        port = check_port(port)
+        port = 0 if _unix.unix_path(host) is not None and port is None else check_port(port)
         opaque = check_opaque(opaque)
         check_tls_arguments(ssl_context, server_hostname)
         if self._other_thread():
@@ -440,6 +463,62 @@ class SocketServer:
         if slot is not None:
             slot.force_close(report=True)
 
+    def shutdown_write(self, socket_id: int) -> None:
+        """Half-close the sending side: later sends return False, the FIN
+        goes out after every queued byte, and reading goes on (CLOSE comes
+        when the peer closes its side). Ignored for unknown ids and
+        non-stream sockets. Returns None; never blocks."""
+        if self._other_thread():
+            _check_id(socket_id)
+            self._from_other_thread(self.shutdown_write, socket_id)
+            return
+        slot = self._live(socket_id)
+        if isinstance(slot, StreamSlot):
+            slot.shutdown_write()
+
+    def pending_bytes(self, socket_id: int) -> Optional[int]:
+        """Bytes queued for the peer of ``socket_id`` (None: no such id).
+        Never blocks."""
+        slot = self._live(socket_id)
+        return None if slot is None else slot.pending_bytes
+
+    def when_below(self, socket_id: int, below: int,
+                   callback: Callable[[bool], None]) -> Optional[Callable[[], None]]:
+        """Call ``callback(True)`` once at most ``below`` bytes are queued for
+        the peer (at once if so already), or ``callback(False)`` if the
+        socket closes first; either may run in any greenlet of the hub's
+        thread. Returns a function that cancels the wait, or None (callback
+        never called) when the id is gone or not a stream. Hub's thread
+        only; never blocks."""
+        if not isinstance(below, int) or isinstance(below, bool) or below < 0:
+            raise ValueError(f"below must be an int >= 0, got {below!r}")
+        slot = self._live(socket_id)
+        if not isinstance(slot, StreamSlot) or slot.state is CLOSED:
+            return None
+        slot.when_below(below, callback)
+        return lambda: slot.forget_below(callback)
+
+    def limit_accept(self, listen_id: int, max_connections: Optional[int] = None,
+                     idle_timeout: Optional[float] = None) -> None:
+        """Make listener ``listen_id`` keep the connections it accepts from
+        now on (see :meth:`accepted`); with ``max_connections`` it stops
+        accepting while that many are alive (peers wait in the kernel's
+        backlog) and accepts again when one closes; with ``idle_timeout``
+        a connection that receives nothing for that many seconds is closed
+        (CLOSE is reported). ValueError for bad limits or a non-listener id.
+        Hub's thread only; never blocks."""
+        check_limits(max_connections, idle_timeout)
+        slot = self._live(listen_id)
+        if not isinstance(slot, ListenerSlot):
+            raise ValueError(f"socket {listen_id} is not a listener")
+        slot.set_limits(max_connections, None if idle_timeout is None else float(idle_timeout))
+
+    def accepted(self, listen_id: int) -> List[int]:
+        """Ids of the live connections accepted through ``listen_id`` since
+        :meth:`limit_accept` (empty for other ids). Never blocks."""
+        slot = self._live(listen_id)
+        return slot.child_ids() if isinstance(slot, ListenerSlot) else []
+
     def _from_other_thread(self, method: Callable[..., Any], *args: Any) -> bool:
         if self._released:
             return False
@@ -477,129 +556,6 @@ class SocketServer:
                 slot.sock.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
             except OSError as err:
                 logger.debug("nodelay on %d: %s", socket_id, err)
-
-    # ------------------------------------------------------------------ UDP
-
-    def _udp_socket(self, family: int, sockaddr: Any, opaque: int, default: Any = None) -> int:
-        sock = _socket.socket(family, _socket.SOCK_DGRAM, 0)
-        try:
-            sock.setblocking(False)
-            if sockaddr is not None:
-                sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_REUSEADDR, 1)
-                sock.bind(sockaddr)
-            slot = self._host.register(UdpSlot(self._host, opaque, sock))
-        except BaseException:
-            sock.close()
-            raise
-        slot.udp_default = default
-        slot.start_reading()
-        return slot.id
-
-    def udp(self, host: Optional[str] = None, port: int = 0, opaque: int = 0) -> int:
-        """A UDP socket, bound when host or port is given; reads at once
-        (SOCKET_UDP events), no start() needed. Raises OSError on bind failure."""
-        host = check_host(host)
-        port = check_port(port)
-        opaque = check_opaque(opaque)
-        if self._other_thread():
-            return self._in_hub(self.udp, host, port, opaque, blocking=True)
-        if host is None and port == 0:
-            return self._udp_socket(_socket.AF_INET, None, opaque)
-        family, _, _, _, sockaddr = self._resolve(host, port, _socket.SOCK_DGRAM, True)[0]
-        return self._udp_socket(family, sockaddr, opaque)
-
-    def udp_listen(self, host: Optional[str], port: int, opaque: int = 0) -> int:
-        """A UDP socket bound to (host, port), family taken from the host."""
-        host = check_host(host)
-        port = check_port(port)
-        opaque = check_opaque(opaque)
-        if self._other_thread():
-            return self._in_hub(self.udp_listen, host, port, opaque, blocking=True)
-        family, _, _, _, sockaddr = self._resolve(host, port, _socket.SOCK_DGRAM, True)[0]
-        return self._udp_socket(family, sockaddr, opaque)
-
-    def udp_dial(self, host: str, port: int, opaque: int = 0) -> int:
-        """An unbound UDP socket whose default destination is (host, port)."""
-        host = required_host(host, "udp_dial")
-        port = check_port(port)
-        opaque = check_opaque(opaque)
-        if self._other_thread():
-            return self._in_hub(self.udp_dial, host, port, opaque, blocking=True)
-        family, _, _, _, sockaddr = self._resolve(host, port, _socket.SOCK_DGRAM)[0]
-        return self._udp_socket(family, None, opaque, sockaddr)
-
-    def udp_connect(self, socket_id: int, host: str, port: int) -> None:
-        """Set the default destination of a UDP socket. A family mismatch
-        emits ERROR "protocol mismatch". A host name is resolved in the
-        calling greenlet (or thread), never in the hub. Returns None."""
-        host = required_host(host, "udp_connect")
-        port = check_port(port)
-        _check_id(socket_id)
-        if self._udp_slot(socket_id) is None:
-            return
-        destinations = self._udp_destinations(host, port)
-        if self._other_thread():
-            self._from_other_thread(self._udp_connect_to, socket_id, host, destinations)
-            return
-        self._udp_connect_to(socket_id, host, destinations)
-
-    def _udp_connect_to(self, socket_id: int, host: str,
-                        destinations: List[Tuple[int, Any]]) -> None:
-        slot = self._udp_slot(socket_id)
-        if slot is not None:
-            slot.connect_to(host, destinations)
-
-    def _udp_slot(self, socket_id: int) -> Optional[UdpSlot]:
-        """The live UDP slot of ``socket_id``; ValueError for another kind.
-        Read-only, so safe from any thread."""
-        slot = self._slots.get(socket_id)
-        if slot is not None and not isinstance(slot, UdpSlot):
-            raise ValueError(f"socket {socket_id} is not a UDP socket")
-        return slot
-
-    def _udp_destinations(self, host: str, port: int) -> List[Tuple[int, Any]]:
-        """(family, sockaddr) pairs for a datagram destination, resolved by
-        the caller ([] when the name does not resolve)."""
-        try:
-            infos = self._resolve(host, port, _socket.SOCK_DGRAM)
-        except OSError:
-            return []
-        return [(info[0], info[4]) for info in infos]
-
-    def udp_send(self, socket_id: int, address: Optional[Tuple[str, int]], data: SendData) -> bool:
-        """Send one datagram to ``address`` (host, port), or to the default
-        destination when None. Returns False when the id is gone, no
-        destination is known, or the address family does not match the
-        socket. Never blocks, except to resolve a host name (in the calling
-        greenlet or thread, never in the hub)."""
-        data = normalize(data)
-        _check_id(socket_id)
-        destinations: Optional[List[Tuple[int, Any]]] = None
-        if address is not None:
-            if not isinstance(address, tuple) or len(address) < 2:
-                raise TypeError("udp address must be a (host, port) tuple")
-            host = check_host(address[0])
-            port = check_port(address[1])
-        slot = self._udp_slot(socket_id)
-        if slot is None or slot.state is CLOSED or slot.state is CLOSING:
-            return False
-        if address is not None:
-            destinations = self._udp_destinations(host, port)   # type: ignore[arg-type]
-        if self._other_thread():
-            return self._from_other_thread(self._udp_send_to, socket_id, destinations, frozen(data))
-        return self._udp_send_to(socket_id, destinations, data)
-
-    def _udp_send_to(self, socket_id: int, destinations: Optional[List[Tuple[int, Any]]],
-                     data: Any) -> bool:
-        slot = self._udp_slot(socket_id)
-        if slot is None or slot.state is CLOSED or slot.state is CLOSING:
-            return False
-        return slot.send_to_any(destinations, data)
-
-    @staticmethod
-    def udp_address(message: SocketMessage) -> Optional[Tuple[str, int]]:
-        """The (host, port) a SOCKET_UDP message came from, else None."""
-        return message.address
 
     # ------------------------------------------------------------------ info
 

@@ -31,8 +31,10 @@ from typing import Any, Callable, List, Optional, Tuple, Union
 import _socket
 from gevent import Timeout
 
+from . import _flow
 from . import driver as _driver
 from ._socket_pool import BUFFER_LIMIT, WANT_ANY, WANT_CLOSE, Entry, SocketPool, pool_of
+from ._arguments import check_limits
 from .events import SocketInfo
 from .server import SendData
 
@@ -42,6 +44,7 @@ __all__ = [
     "disconnected", "limit", "pause", "warning", "onclose", "header", "netstat",
     "resolve", "bind", "stdin", "udp", "udp_listen", "udp_dial", "udp_connect",
     "sendto", "udp_address", "nodelay", "SocketPool", "BUFFER_LIMIT",
+    "stop", "shutdown_write", "drain",
 ]
 
 logger = logging.getLogger("gsocket.socket")
@@ -108,11 +111,13 @@ def _check_timeout(timeout: Optional[float]) -> None:
         raise ValueError(f"timeout must be a number of seconds >= 0, got {timeout!r}")
 
 
-def _split_address(host: str, port: Optional[int]) -> Tuple[str, int]:
+def _split_address(host: str, port: Optional[int]) -> Tuple[str, Optional[int]]:
     if port is not None:
         return host, port
     if not isinstance(host, str):
         raise TypeError(f"host must be a str, not {type(host).__name__}")
+    if host.startswith("unix:"):
+        return host, None
     if host.startswith("["):
         end = host.find("]")
         if end < 0 or host[end + 1:end + 2] != ":":
@@ -131,13 +136,13 @@ def _split_address(host: str, port: Optional[int]) -> Tuple[str, int]:
 
 def open(host: str, port: Optional[int] = None, *, timeout: Optional[float] = None,  # noqa: A001
          ssl_context: Any = None, server_hostname: Optional[str] = None) -> int:
-    """Connect to ``host:port`` (or ``open("host:port")``) and return the id
-    of a connected socket that is already reading. Blocks the calling
-    greenlet until connected (with ``ssl_context``, an ``ssl.SSLContext``:
-    until the TLS handshake is done; SNI and the certificate check use
-    ``server_hostname``, by default ``host``); raises ConnectionError/OSError
-    on failure (ssl.SSLError for a failed handshake) and TimeoutError after
-    ``timeout`` seconds."""
+    """Connect to ``host:port`` (or ``open("host:port")``, or a unix socket
+    ``open("unix:/path")``) and return the id of a connected socket that is
+    already reading. Blocks the calling greenlet until connected (with
+    ``ssl_context``, an ``ssl.SSLContext``: until the TLS handshake is done;
+    SNI and the certificate check use ``server_hostname``, by default
+    ``host``); raises ConnectionError/OSError on failure (ssl.SSLError for a
+    failed handshake) and TimeoutError after ``timeout`` seconds."""
     _check_timeout(timeout)
     host, port = _split_address(host, port)
     pool = _pool(create=True)
@@ -152,15 +157,17 @@ def open(host: str, port: Optional[int] = None, *, timeout: Optional[float] = No
     return socket_id
 
 
-def listen(host: Optional[str], port: int, backlog: int = 32, *, ssl_context: Any = None,
-           reuseport: bool = False) -> int:
+def listen(host: Optional[str], port: Optional[int] = None, backlog: int = 32, *,
+           ssl_context: Any = None, reuseport: bool = False) -> int:
     """Bind and listen now; return the listen id. Nothing is accepted until
-    ``start(id, on_accept)``. ``reuseport=True`` sets SO_REUSEPORT, so that
-    several processes serve one port. With ``ssl_context`` (an
-    ``ssl.SSLContext`` holding the server's certificate) every accepted
-    connection is TLS: the handshake runs once it is started, and a reader
-    sees its bytes only after it. Raises OSError if the address cannot be
-    bound. Never blocks."""
+    ``start(id, on_accept)``. ``host`` ``"unix:/path"`` (no port) listens on
+    a unix socket. ``reuseport=True`` sets SO_REUSEPORT, so that several
+    processes serve one port. With ``ssl_context`` (an ``ssl.SSLContext``
+    holding the server's certificate) every accepted connection is TLS: the
+    handshake runs once it is started, and a reader sees its bytes only
+    after it. Raises OSError if the address cannot be bound. Never blocks."""
+    if port is None and not (isinstance(host, str) and host.startswith("unix:")):
+        host, port = _split_address(host, None)
     pool = _pool(create=True)
     socket_id = pool.driver.listen(host, port, backlog, pool.opaque, reuseport=bool(reuseport),
                                    ssl_context=ssl_context)
@@ -170,21 +177,74 @@ def listen(host: Optional[str], port: int, backlog: int = 32, *, ssl_context: An
     return socket_id
 
 
-def start(socket_id: int, on_accept: Optional[Callable[[int, str], Any]] = None) -> int:
+def start(socket_id: int, on_accept: Optional[Callable[[int, str], Any]] = None, *,
+          max_connections: Optional[int] = None, idle_timeout: Optional[float] = None) -> int:
     """Listener: start accepting; ``on_accept(new_id, "host:port")`` runs in
     the dispatcher for each connection (it may block; the dispatcher hands
-    over). Connection: start reading it here (also after ``abandon`` or
-    ``pause``). Returns the id; raises ConnectionError if the socket is
-    gone (called from another OS thread: it hops onto the hub, and an id
-    found gone there is logged). Never blocks."""
+    over). ``max_connections=N``: while N connections accepted through it
+    are alive, accepting pauses (peers wait in the kernel's backlog);
+    ``idle_timeout=S``: a connection that receives nothing for S seconds is
+    closed (its reader gets None). Connection: start reading it here (also
+    after ``abandon`` or ``pause``). Returns the id; raises ConnectionError
+    if the socket is gone (called from another OS thread: it hops onto the
+    hub, and an id found gone there is logged). Never blocks."""
     _check_id(socket_id)
     if on_accept is not None and not callable(on_accept):
         raise TypeError("on_accept must be callable")
+    if on_accept is None and (max_connections is not None or idle_timeout is not None):
+        raise ValueError("max_connections and idle_timeout are for listeners (with on_accept)")
+    check_limits(max_connections, idle_timeout)
     pool = _pool()
     if pool.driver.foreign_thread():   # what only the hub knows is logged there
-        pool.driver.call_threadsafe(pool.start_id, socket_id, on_accept)
+        pool.driver.call_threadsafe(_start_in_hub, pool, socket_id, on_accept, max_connections,
+                                    idle_timeout)
         return socket_id
+    return _start_in_hub(pool, socket_id, on_accept, max_connections, idle_timeout)
+
+
+def _start_in_hub(pool: SocketPool, socket_id: int, on_accept: Any, max_connections: Optional[int],
+                  idle_timeout: Optional[float]) -> int:
+    if on_accept is not None and pool.known_to_server(socket_id):
+        # Every listener keeps its connections, so that stop() knows them.
+        pool.server.limit_accept(socket_id, max_connections, idle_timeout)
     return pool.start_id(socket_id, on_accept)
+
+
+def stop(listen_id: int, grace: float = 10.0) -> Tuple[int, int]:
+    """Stop accepting at once (the port is released), then wait up to
+    ``grace`` seconds for every connection accepted through ``listen_id``
+    to be closed by its handler (what they wrote is flushed); shut the rest
+    down. Returns (closed by their handlers, closed by force). Blocks the
+    calling greenlet at most ``grace`` seconds (plus a poll interval);
+    ConnectionError for an unknown id, ValueError for a non-listener."""
+    _check_id(listen_id)
+    if isinstance(grace, bool) or not isinstance(grace, (int, float)) or grace < 0:
+        raise ValueError(f"grace must be a number of seconds >= 0, got {grace!r}")
+    pool = _pool()
+    _refuse_foreign_thread(pool, "stop")
+    return _flow.stop(pool, listen_id, float(grace))
+
+
+def shutdown_write(socket_id: int) -> None:
+    """Half-close: no more writes (``write`` returns False), the FIN goes
+    out after every queued byte, and reading goes on until the peer
+    closes. Unknown ids are ignored. Never blocks; works from any thread."""
+    _check_id(socket_id)
+    _pool().server.shutdown_write(socket_id)
+
+
+def drain(socket_id: int, *, below: int = 65536, timeout: Optional[float] = None) -> bool:
+    """Write backpressure: wait until at most ``below`` bytes are queued for
+    the peer. Returns True then (at once if so already), False if the
+    socket is closed or closes first; TimeoutError after ``timeout``
+    seconds, with nothing dropped. Blocks only the calling greenlet."""
+    _check_id(socket_id)
+    _check_timeout(timeout)
+    if isinstance(below, bool) or not isinstance(below, int) or below < 0:
+        raise ValueError(f"below must be an int >= 0, got {below!r}")
+    pool = _pool()
+    _refuse_foreign_thread(pool, "drain")
+    return _flow.drain(pool, socket_id, below, timeout)
 
 
 def address(socket_id: int) -> Optional[Tuple[str, int]]:

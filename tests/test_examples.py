@@ -190,3 +190,85 @@ def test_testsocket_refuses_connections_after_stop(run_example) -> None:
         idle.close()
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", example.port), timeout=5).close()
+
+
+def _rss_of(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")
+
+
+def test_echo_holds_little_for_a_peer_that_does_not_read(run_example) -> None:
+    """A peer sends without reading: echo.py stops reading from it (drain)
+    instead of queueing everything, and every byte is echoed once the peer
+    reads again (issue: 300 MB sent made the server hold 322 MB)."""
+    example = run_example("echo.py")
+    example.wait_for_line("echo listening")
+    baseline = _rss_of(example.process.pid)
+    client = example.connect()
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    client.settimeout(None)
+    block = os.urandom(1 << 20)
+    total = 200 * len(block)
+    sent = [0]
+
+    def send_all() -> None:
+        for _ in range(total // len(block)):
+            client.sendall(block)
+            sent[0] += len(block)
+
+    sender = threading.Thread(target=send_all, daemon=True)
+    sender.start()
+    deadline = time.monotonic() + 3
+    last = -1
+    while time.monotonic() < deadline and sent[0] != last:   # until the sender is stuck
+        last = sent[0]
+        time.sleep(0.5)
+    stuck_at = sent[0]
+    assert stuck_at < total // 4                 # the server stopped taking our bytes
+    grown = _rss_of(example.process.pid) - baseline
+    assert grown < 32 << 20, f"server grew by {grown >> 20} MiB holding {stuck_at >> 20} MiB"
+    received = 0
+    client.settimeout(10)
+    while received < total:                       # read it all: the rest flows again
+        chunk = client.recv(1 << 20)
+        assert chunk, f"EOF after {received} bytes"
+        offset = received % len(block)
+        assert chunk == (block[offset:] + block * (len(chunk) // len(block) + 2))[:len(chunk)]
+        received += len(chunk)
+    sender.join(10)
+    assert sent[0] == total == received
+    client.close()
+    assert example.stop() == 0
+
+
+def test_readme_first_example_serves(tmp_path) -> None:
+    """README's first example, as written (on a free port), serves lines."""
+    readme = (ROOT / "README.md").read_text()
+    code = readme.split("```python\n", 1)[1].split("```", 1)[0]
+    assert "gsocket.serve(handle" in code
+    port = free_port()
+    script = tmp_path / "readme_example.py"
+    script.write_text(code.replace("8888", str(port)))
+    process = subprocess.Popen([sys.executable, str(script)], cwd=ROOT, stdin=subprocess.DEVNULL,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            try:
+                client = socket.create_connection(("127.0.0.1", port), timeout=5)
+                break
+            except ConnectionRefusedError:
+                assert time.monotonic() < deadline and process.poll() is None
+                time.sleep(0.05)
+        with client:
+            client.sendall(b"hello\nworld\n")
+            assert recv_exactly(client, 12) == b"HELLO\nWORLD\n"
+            client.shutdown(socket.SHUT_WR)
+            assert recv_until_eof(client) == b""       # the handler returned: closed
+    finally:
+        process.kill()
+        process.wait()
+        process.stdout.close()

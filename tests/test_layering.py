@@ -19,6 +19,7 @@ PACKAGE = Path(gsocket.__file__).parent
 SERVER_LAYERS = [
     "gsocket.events",
     "gsocket._netutil",
+    "gsocket._unix",
     "gsocket._arguments",
     "gsocket._event_channel",
     "gsocket._slot",
@@ -27,6 +28,7 @@ SERVER_LAYERS = [
     "gsocket._listener",
     "gsocket._udp",
     "gsocket._tls",
+    "gsocket._udp_ops",
     "gsocket._foreign_calls",
     "gsocket.server",
 ]

@@ -10,7 +10,7 @@ A door (:mod:`~gsocket.chat.line_door`, :mod:`~gsocket.chat.web_door`,
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Tuple
 
 import gevent
 
@@ -51,6 +51,15 @@ class Door:
         if self.listen_id is not None:
             socket.close(self.listen_id)
             self.listen_id = None
+
+    def stop(self, grace: float) -> Tuple[int, int]:
+        """Stop accepting at once, give the clients ``grace`` seconds to be
+        closed by their greenlets, shut the rest down (``socket.stop``).
+        Returns (closed in time, closed by force); blocks up to ``grace``."""
+        listen_id, self.listen_id = self.listen_id, None
+        if listen_id is None:
+            return (0, 0)
+        return socket.stop(listen_id, grace)
 
     def _accepted(self, socket_id: int, peer: str) -> None:
         self.spawn(self.serve, socket_id, peer)

@@ -15,7 +15,6 @@ import gevent
 from gevent.event import Event as _GeventEvent
 from gevent.pool import Group
 
-from .. import driver as _driver
 from .core import ChatCore, Cluster, Outbox, Outgoing, Session, User
 from .events import Notice
 from .line_door import LineDoor
@@ -270,9 +269,10 @@ class ChatServer:
             self._stopped.wait()
             return
         self._stopping = True
-        # TODO(issue 14): socket.stop(listen_id, grace) does all of this.
-        for door in self._doors():
-            door.close()
+        # Each door's socket.stop closes its listener at once, then waits
+        # for its clients; meanwhile every client is told and closed.
+        stoppers = [gevent.spawn(door.stop, grace) for door in self._doors()]
+        gevent.sleep(0)
         service = self.service
         notice = Notice(SHUTDOWN_NOTICE)
         sessions = list(service.sessions)
@@ -280,13 +280,10 @@ class ChatServer:
             session.deliver(notice)
             session.close("server stopped")
         logger.info("stopping: told %d clients", len(sessions))
-        if not self.greenlets.join(timeout=grace):
-            logger.warning("%d clients did not finish in %.1f s: closing them", len(self.greenlets), grace)
-            driver = _driver.current()
-            for session in list(service.sessions):
-                socket_id = getattr(session, "id", None)
-                if socket_id is not None:
-                    driver.shutdown(socket_id)
+        forced = sum(stopper.get()[1] for stopper in stoppers)
+        if forced:
+            logger.warning("%d clients did not finish in %.1f s: closed them", forced, grace)
+        if not self.greenlets.join(timeout=1):
             self.greenlets.kill(timeout=1)
         if self.console_id is not None:
             from .. import console
