@@ -476,6 +476,12 @@ class SocketServer(UdpOperations):
         if isinstance(slot, StreamSlot):
             slot.shutdown_write()
 
+    def handshaking(self, socket_id: int) -> bool:
+        """True while ``socket_id`` is a TLS connection whose handshake
+        runs (its OPEN is still to come). Never blocks."""
+        slot = self._live(socket_id)
+        return isinstance(slot, TlsSlot) and slot.handshaking
+
     def pending_bytes(self, socket_id: int) -> Optional[int]:
         """Bytes queued for the peer of ``socket_id`` (None: no such id).
         Never blocks."""

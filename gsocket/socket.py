@@ -68,6 +68,16 @@ def _pool(create: bool = False) -> SocketPool:
     return pool_of(_driver.current())
 
 
+def _wait_open(socket_id: int) -> bool:
+    """For code that starts accepted ids (gsocket.serve): block the calling
+    greenlet while the id's TLS handshake runs; True once open (at once for
+    a plain TCP id), False when the handshake failed or the id closed."""
+    pool = _pool()
+    _refuse_foreign_thread(pool, "a TLS handshake wait")
+    pool.driver.before_block()
+    return pool.wait_open_id(socket_id)
+
+
 def _refuse_foreign_thread(pool: SocketPool, what: str) -> None:
     """Blocking calls wait on the hub of the driver's thread: from another
     OS thread they cannot, so they fail clearly instead of hanging."""

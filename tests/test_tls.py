@@ -13,6 +13,7 @@ import socket as stdlib_socket
 import ssl
 
 import gevent
+import gevent.queue
 import gevent.subprocess
 import pytest
 
@@ -489,3 +490,102 @@ def test_openssl_s_client_talks_to_a_gsocket_server(server, events, certs):
             client.wait()
         for pipe in (client.stdin, client.stdout, client.stderr):
             pipe.close()
+
+
+# ---------------------------------------------------------------- issue 14's other parts over TLS
+
+def test_shutdown_write_sends_close_notify_then_fin_and_reading_goes_on(server, events, closer,
+                                                                       certs):
+    socket_id, client, _ = tls_pair(server, events, closer, certs, rcvbuf=SMALL_RCVBUF)
+    payload = pattern(4, 2 * MIB)
+    server.send(socket_id, payload)          # most of it queued: the FIN waits for it
+    server.shutdown_write(socket_id)
+    assert server.send(socket_id, b"refused") is False
+
+    def peer():
+        received = recv_until_close_notify(client)     # close_notify, no SSLEOFError
+        client.sendall(b"the peer still talks")
+        return received
+
+    assert InThread(peer).result(20) == payload
+    assert events.data(socket_id, 20) == b"the peer still talks"
+    server.close(socket_id)
+
+
+@pytest.mark.usefixtures("driver")
+def test_drain_waits_for_the_tls_peer(certs):
+    listen_id = gs.listen("127.0.0.1", 0, ssl_context=certs.server_context())
+    port = gs.address(listen_id)[1]
+    accepted = gevent.queue.Queue()
+    gs.start(listen_id, lambda i, _: accepted.put(i))
+    handshake = InThread(connect_tls, port, certs.client_context(), SMALL_RCVBUF)
+    socket_id = accepted.get(timeout=5)
+    gs.start(socket_id)
+    client = handshake.result()
+    try:
+        chunk = pattern(5, 256 * KIB)
+        for _ in range(16):
+            assert gs.write(socket_id, chunk)
+        with pytest.raises(TimeoutError):
+            gs.drain(socket_id, below=64 * KIB, timeout=0.2)   # nobody reads yet
+        reader = InThread(recv_exact, client, 16 * len(chunk))
+        assert gs.drain(socket_id, below=0, timeout=20) is True
+        assert {row.id: row.wbuffer for row in gs.netstat()}[socket_id] == 0
+        assert reader.result(20) == chunk * 16
+    finally:
+        client.close()
+        gs.close(socket_id)
+        gs.close(listen_id)
+
+
+@pytest.mark.usefixtures("driver")
+def test_serve_with_tls_runs_handlers_only_for_finished_handshakes(certs, caplog):
+    import gsocket
+
+    handled = []
+
+    def handler(conn):
+        handled.append(gs.netstat())
+        line = conn.readline()
+        conn.write(b"tls says " + line + b"\n")
+
+    listen_id = gsocket.serve(handler, "127.0.0.1", 0, ssl_context=certs.server_context())
+    port = gs.address(listen_id)[1]
+    try:
+        # a plaintext client: closed, and no handler ran for it
+        raw = thread_client(port)
+        try:
+            raw.sendall(b"GET / HTTP/1.0\r\n\r\n")
+            assert InThread(recv_to_end, raw).result()[1] is None
+        finally:
+            raw.close()
+        assert handled == []
+        client = gs.open("127.0.0.1", port, ssl_context=certs.client_context(),
+                         server_hostname="localhost")
+        gs.write(client, b"hello\n")
+        assert gs.readline(client) == b"tls says hello"
+        assert gs.readall(client) == b""
+        gs.close(client)
+        assert len(handled) == 1
+        assert not [r for r in caplog.records if r.exc_info], "no handler failed"
+    finally:
+        gs.stop(listen_id, grace=1)
+
+
+@pytest.mark.usefixtures("driver")
+def test_tls_over_a_unix_socket(certs, tmp_path):
+    path = f"unix:{tmp_path}/tls.sock"
+    listen_id = gs.listen(path, ssl_context=certs.server_context())
+
+    def handle(socket_id, _):
+        gs.start(socket_id)
+        gs.write(socket_id, gs.readline(socket_id) + b" over unix\n")
+        gs.close(socket_id)
+
+    gs.start(listen_id, lambda i, a: gevent.spawn(handle, i, a))
+    client = gs.open(path, ssl_context=certs.client_context(), server_hostname="localhost")
+    assert {row.id: row.type for row in gs.netstat()}[client] == "TLS"
+    gs.write(client, b"tls\n")
+    assert gs.readline(client) == b"tls over unix"
+    gs.close(client)
+    gs.close(listen_id)
