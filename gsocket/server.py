@@ -20,9 +20,8 @@ from __future__ import annotations
 
 import errno
 import os
-import ssl
 from functools import partial
-from typing import Any, Callable, List, Optional, Set, Tuple
+from typing import TYPE_CHECKING, Any, Callable, List, Optional, Set, Tuple
 
 import _socket
 import gevent
@@ -38,7 +37,6 @@ from ._listener import ListenerSlot, ReserveFd
 from ._netutil import format_address, logger
 from ._slot import CLOSED, CLOSING, PROTOCOL_TCP, Slot, SlotHost
 from ._stream import BoundSlot, StreamSlot
-from ._tls import TlsListenerSlot, TlsSlot, check_tls_arguments, wait_handshake
 from ._foreign_calls import RELEASED, ForeignCalls
 from ._udp_ops import UdpOperations
 from . import _unix
@@ -46,6 +44,9 @@ from .events import (
     SOCKET_ACCEPT, SOCKET_CLOSE, SOCKET_DATA, SOCKET_ERR, SOCKET_ERROR, SOCKET_EXIT,
     SOCKET_OPEN, SOCKET_UDP, SOCKET_WARNING, SendData, SocketInfo, SocketMessage,
 )
+
+if TYPE_CHECKING:
+    import ssl
 
 __all__ = [
     "SocketServer", "SocketMessage", "SocketInfo", "SendData", "MAX_SOCKET",
@@ -63,6 +64,14 @@ DRAIN_ON_RELEASE = 64 * 1024
 
 _get_ident: Callable[[], int] = get_original("_thread", "get_ident")
 _NUMERIC = _socket.AI_NUMERICHOST | _socket.AI_NUMERICSERV
+
+
+def _check_tls(ssl_context: Any, server_hostname: Any) -> None:
+    """Check the TLS keywords. ``ssl`` is imported only when TLS is used,
+    so that importing gsocket leaves it to be monkey-patched first."""
+    if ssl_context is not None or server_hostname is not None:
+        from ._tls import check_tls_arguments
+        check_tls_arguments(ssl_context, server_hostname)
 
 
 def _check_id(socket_id: Any) -> None:
@@ -188,7 +197,7 @@ class SocketServer(UdpOperations):
     # ------------------------------------------------------------------ TCP: listen / accept
 
     def listen(self, host: Optional[str], port: Optional[int], backlog: int = 32, opaque: int = 0,
-               reuseport: bool = False, *, ssl_context: Optional[ssl.SSLContext] = None) -> int:
+               reuseport: bool = False, *, ssl_context: Optional["ssl.SSLContext"] = None) -> int:
         """Bind and listen now; return the listen id. Raises OSError when the
         address cannot be bound. ACCEPT events start only after start(id).
         ``host`` ``"unix:/path"`` (port None) listens on a unix socket: a
@@ -200,7 +209,7 @@ class SocketServer(UdpOperations):
         unix_path = _unix.unix_path(host)
         port = 0 if unix_path is not None and port is None else check_port(port)
         opaque = check_opaque(opaque)
-        check_tls_arguments(ssl_context, None)
+        _check_tls(ssl_context, None)
         if not isinstance(backlog, int) or backlog < 1:
             raise ValueError("backlog must be a positive int")
         if self._other_thread():
@@ -224,6 +233,7 @@ class SocketServer(UdpOperations):
             if ssl_context is None:
                 slot = self._host.register(ListenerSlot(self._host, opaque, sock, self._reserve))
             else:
+                from ._tls import TlsListenerSlot
                 slot = self._host.register(
                     TlsListenerSlot(self._host, opaque, sock, self._reserve, ssl_context))
         except BaseException:
@@ -299,7 +309,7 @@ class SocketServer(UdpOperations):
     # ------------------------------------------------------------------ TCP: connect
 
     def connect(self, host: str, port: Optional[int], opaque: int = 0, *,
-                ssl_context: Optional[ssl.SSLContext] = None,
+                ssl_context: Optional["ssl.SSLContext"] = None,
                 server_hostname: Optional[str] = None) -> int:
         """Start a non-blocking connect; return the id at once. OPEN (data =
         peer "host:port") or ERROR follows. Data sent meanwhile is queued.
@@ -310,7 +320,7 @@ class SocketServer(UdpOperations):
         unix_path = _unix.unix_path(host)
         port = 0 if unix_path is not None and port is None else check_port(port)
         opaque = check_opaque(opaque)
-        check_tls_arguments(ssl_context, server_hostname)
+        _check_tls(ssl_context, server_hostname)
         if self._other_thread():
             return self._in_hub(partial(self.connect, ssl_context=ssl_context,
                                         server_hostname=server_hostname), host, port, opaque)
@@ -339,16 +349,17 @@ class SocketServer(UdpOperations):
         slot.resolved(addresses)
 
     def _connecting_slot(self, opaque: int, sock: Any, host: str,
-                         ssl_context: Optional[ssl.SSLContext],
+                         ssl_context: Optional["ssl.SSLContext"],
                          server_hostname: Optional[str]) -> ConnectingSlot:
         if ssl_context is None:
             return ConnectingSlot(self._host, opaque, sock)
         if server_hostname is None and _unix.unix_path(host) is None:
             server_hostname = host
+        from ._tls import TlsSlot
         return TlsSlot(self._host, opaque, ssl_context, False, server_hostname, sock)
 
     def block_connect(self, host: str, port: Optional[int], opaque: int = 0, *,
-                      ssl_context: Optional[ssl.SSLContext] = None,
+                      ssl_context: Optional["ssl.SSLContext"] = None,
                       server_hostname: Optional[str] = None) -> int:
         """Connect, blocking only the calling greenlet; return the id of a
         connected, reading socket (OPEN follows), or raise OSError. With
@@ -357,7 +368,7 @@ class SocketServer(UdpOperations):
         host = required_host(host, "block_connect")
         port = 0 if _unix.unix_path(host) is not None and port is None else check_port(port)
         opaque = check_opaque(opaque)
-        check_tls_arguments(ssl_context, server_hostname)
+        _check_tls(ssl_context, server_hostname)
         if self._other_thread():
             return self._in_hub(partial(self.block_connect, ssl_context=ssl_context,
                                         server_hostname=server_hostname),
@@ -386,8 +397,9 @@ class SocketServer(UdpOperations):
                 sock.close()
                 raise
             slot.connected()
-            if isinstance(slot, TlsSlot):
-                wait_handshake(slot, self._hub)
+            if ssl_context is not None:
+                from ._tls import wait_handshake
+                wait_handshake(slot, self._hub)  # type: ignore[arg-type]  # a TlsSlot
             return slot.id
         raise last_error if last_error else OSError(f"cannot connect to {host}:{port}")
 
@@ -480,7 +492,7 @@ class SocketServer(UdpOperations):
         """True while ``socket_id`` is a TLS connection whose handshake
         runs (its OPEN is still to come). Never blocks."""
         slot = self._live(socket_id)
-        return isinstance(slot, TlsSlot) and slot.handshaking
+        return getattr(slot, "handshaking", False) is True   # only TLS slots have it
 
     def pending_bytes(self, socket_id: int) -> Optional[int]:
         """Bytes queued for the peer of ``socket_id`` (None: no such id).

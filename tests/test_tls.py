@@ -589,3 +589,15 @@ def test_tls_over_a_unix_socket(certs, tmp_path):
     assert gs.readline(client) == b"tls over unix"
     gs.close(client)
     gs.close(listen_id)
+
+
+def test_importing_gsocket_leaves_ssl_unimported():
+    # ssl is imported only when TLS is used, so that an application can
+    # still monkey-patch it after importing gsocket.
+    import subprocess
+    import sys
+    code = ("import sys, gsocket, gsocket.server, gsocket.socket, gsocket.skynet, gsocket.serving;"
+            "print('ssl' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=30, check=True)
+    assert result.stdout.strip() == "False"
