@@ -19,4 +19,9 @@ Modules, one job each:
 - ``progress``       the progress line on stderr
 - ``machine``        facts about the machine and checkout; are the CPUs idle
 - ``servers/``       the reference echo servers (gevent, asyncio, uvloop)
+
+Standalone benchmarks beside the runner: ``bench_buffer``, ``bench_netpack``,
+``bench_resp``, ``bench_chat`` and ``bench_websocket`` (gsocket.websocket
+against the ``websockets`` asyncio server; its servers are
+``servers/websocket_*.py``).
 """

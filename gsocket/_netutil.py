@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import logging
 import os
+import select
 from typing import Any
 
-__all__ = ["logger", "WOULD_BLOCK", "format_address", "error_text"]
+from gevent.monkey import get_original
+
+__all__ = ["logger", "WOULD_BLOCK", "format_address", "error_text", "peer_hung_up"]
 
 #: The logger of the socket server and its slots.
 logger = logging.getLogger("gsocket.server")
@@ -37,3 +40,23 @@ def error_text(err: BaseException) -> str:
     if isinstance(err, OSError) and err.errno is not None:
         return os.strerror(err.errno)
     return str(err) or type(err).__name__
+
+
+#: poll(2) unpatched (a zero timeout never blocks), and the flag that
+#: reports a peer's FIN while unread bytes still sit before it (Linux).
+_poll = get_original("select", "poll")
+_POLLRDHUP = getattr(select, "POLLRDHUP", 0)
+
+
+def peer_hung_up(fd: int) -> bool:
+    """True when the OS says the peer of a stream socket closed its side
+    (FIN or reset), without reading a byte, so also behind unread data;
+    False when it did not, or where the OS cannot tell. Never blocks."""
+    if not _POLLRDHUP:
+        return False
+    poller = _poll()
+    poller.register(fd, _POLLRDHUP)
+    try:
+        return bool(poller.poll(0))
+    except OSError:
+        return True

@@ -17,8 +17,8 @@ state, the watchers, the write queues' bookkeeping, closing), the listener
 (:mod:`gsocket._connecting`) and a UDP socket (:mod:`gsocket._udp`). A slot
 never sees the :class:`~gsocket.server.SocketServer`: it gets a
 :class:`SlotHost`, which holds the loop, the event channel's push and the
-id table. States follow skynet's socket_server.c (see
-skynet-socket-semantics.md 2.3); :class:`State` documents them.
+id table. States follow skynet's socket_server.c;
+:class:`State` documents them.
 """
 
 from __future__ import annotations
@@ -206,6 +206,11 @@ class Slot:
     def netstat_type(self) -> str:
         """The ``type`` column of info(): LISTEN, TCP, UDP, BIND or CLOSING."""
         raise NotImplementedError
+
+    def peer_closed(self) -> bool:
+        """True when the OS says a stream peer closed its side (see
+        StreamSlot); False for every other kind of socket."""
+        return False
 
     def address(self) -> Any:
         """The address address() reports (the peer's; the bound one for

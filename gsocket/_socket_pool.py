@@ -14,6 +14,9 @@ waits for it pauses the socket, and the next read that has to wait resumes
 it. The same rule bounds the bytes kept for an id between ``abandon`` and
 the next ``start``; if its peer closes and nobody starts it within
 :data:`ABANDONED_GRACE` seconds, the id is closed and its bytes dropped.
+Paused at the limit, an abandoned id reads nothing, so its peer's close is
+no event: every :data:`ABANDONED_CHECK` seconds the pool asks the server
+whether the peer closed (``SocketServer.peer_closed``).
 
 The pool reaches the sockets only through the driver's and the server's
 public operations.
@@ -35,7 +38,7 @@ from .events import (
     SKYNET_SOCKET_TYPE_WARNING, SocketMessage,
 )
 
-__all__ = ["SocketPool", "Entry", "BUFFER_LIMIT", "ABANDONED_GRACE", "pool_of"]
+__all__ = ["SocketPool", "Entry", "BUFFER_LIMIT", "ABANDONED_GRACE", "ABANDONED_CHECK", "pool_of"]
 
 logger = logging.getLogger("gsocket.socket")
 
@@ -45,6 +48,9 @@ BUFFER_LIMIT = 128 * 1024
 #: is closed and its buffered bytes dropped (a hand-over in flight usually
 #: takes a loop turn; picked generously).
 ABANDONED_GRACE = 5.0
+#: Seconds between two checks of a paused abandoned id's peer (one poll(2)
+#: of one fd each; picked to be cheap and still free the bytes soon).
+ABANDONED_CHECK = 1.0
 
 # What a waiting reader wants (``entry.read_required``).
 WANT_ANY = 0          # read() / block(): any data; ints > 0: read(n)
@@ -92,6 +98,8 @@ class SocketPool:
         #: Bytes kept between abandon(id) and the next start(id).
         self.abandoned: Dict[int, ReadBuffer] = {}
         self._abandoned_timers: Dict[int, Any] = {}
+        #: Repeating timers checking the peer of a paused abandoned id.
+        self._abandoned_checks: Dict[int, Any] = {}
         #: id -> Waiter of a greenlet waiting for a TLS handshake (wait_open_id).
         self.open_waiters: Dict[int, Waiter] = {}
         self.opaque = driver.register(self.dispatch)
@@ -158,7 +166,7 @@ class SocketPool:
             buffer = self.abandoned.get(message.id)
             if buffer is not None:   # between abandon() and start(): keep it, bounded
                 if buffer.push(data) > BUFFER_LIMIT:
-                    self.server.pause(message.id)   # start() reads again
+                    self._pause_abandoned(message.id)   # start() reads again
                 return
             # Usually data that was in flight when we closed the id.
             logger.debug("socket: drop package from %d (%d bytes)", message.id, message.ud)
@@ -282,6 +290,26 @@ class SocketPool:
 
     # ------------------------------------------------------------------ abandoned ids
 
+    def _pause_abandoned(self, socket_id: int) -> None:
+        self.server.pause(socket_id)
+        if socket_id not in self._abandoned_checks:
+            timer = self.loop.timer(ABANDONED_CHECK, ABANDONED_CHECK)
+            self._abandoned_checks[socket_id] = timer
+            timer.start(self._check_abandoned, socket_id)
+
+    def _check_abandoned(self, socket_id: int) -> None:
+        if socket_id not in self.abandoned:
+            self._stop_check(socket_id)
+        elif self.server.peer_closed(socket_id) or not self.known_to_server(socket_id):
+            self._stop_check(socket_id)
+            self._abandoned_peer_closed(socket_id)
+
+    def _stop_check(self, socket_id: int) -> None:
+        timer = self._abandoned_checks.pop(socket_id, None)
+        if timer is not None:
+            timer.stop()
+            timer.close()
+
     def _abandoned_peer_closed(self, socket_id: int) -> None:
         if socket_id in self._abandoned_timers:
             return
@@ -297,6 +325,7 @@ class SocketPool:
 
     def forget_abandoned(self, socket_id: int) -> Optional[ReadBuffer]:
         """Drop what is kept for an abandoned id; return its buffer."""
+        self._stop_check(socket_id)
         timer = self._abandoned_timers.pop(socket_id, None)
         if timer is not None:
             timer.stop()
@@ -419,7 +448,7 @@ class SocketPool:
         if not was_connected:   # its CLOSE came already: no event will free it
             self._abandoned_peer_closed(socket_id)
         elif buffer.size > BUFFER_LIMIT:
-            self.server.pause(socket_id)
+            self._pause_abandoned(socket_id)
 
     def pause_id(self, socket_id: int) -> None:
         """socket.pause in the hub's thread."""
@@ -459,11 +488,13 @@ class SocketPool:
         except Exception:
             logger.exception("socket: onclose callback of %d failed", socket_id)
 
-    def udp_connect_id(self, socket_id: int, host: str, port: int,
-                       callback: Optional[Callable[..., Any]]) -> None:
-        """socket.udp_connect in the hub's thread."""
-        self.driver.udp_connect(socket_id, host, port)
+    def udp_entry_id(self, socket_id: int, callback: Optional[Callable[..., Any]]) -> None:
+        """socket.udp_connect's part in the hub's thread, once the server
+        took the destination: track the id here (a live one) and replace
+        its callback when one is given."""
         entry = self.entries.get(socket_id)
+        if entry is None and not self.known_to_server(socket_id):
+            return
         if entry is None:
             entry = self.entries[socket_id] = Entry(socket_id, protocol="UDP")
         if callback is not None:

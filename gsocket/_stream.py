@@ -17,7 +17,7 @@ from typing import Any, Callable, Deque, List, Optional, Tuple, Union
 import _socket
 
 from .events import SOCKET_CLOSE, SOCKET_DATA, SOCKET_OPEN, SocketMessage
-from ._netutil import WOULD_BLOCK, logger
+from ._netutil import WOULD_BLOCK, logger, peer_hung_up
 from ._slot import (
     BIND, CLOSED, CLOSING, CONNECTED, CONNECTING, HALFCLOSE_READ, PACCEPT, Slot,
     SlotHost, State,
@@ -65,6 +65,11 @@ class StreamSlot(Slot):
     def netstat_type(self) -> str:
         state = self.state
         return "CLOSING" if state is HALFCLOSE_READ or state is CLOSING else "TCP"
+
+    def peer_closed(self) -> bool:
+        """True when the peer closed its side, also while reading is paused
+        with its FIN behind unread bytes. Never blocks."""
+        return self.sock is not None and peer_hung_up(self.fd)
 
     def start(self, handed_over: bool) -> None:
         if self.state is PACCEPT:

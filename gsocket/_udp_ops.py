@@ -51,7 +51,8 @@ class UdpOperations:
 
     def udp(self, host: Optional[str] = None, port: int = 0, opaque: int = 0) -> int:
         """A UDP socket, bound when host or port is given; reads at once
-        (SOCKET_UDP events), no start() needed. Raises OSError on bind failure."""
+        (SOCKET_UDP events), no start() needed; return its id. Raises OSError
+        on bind failure. Blocks only to resolve a host name."""
         host = check_host(host)
         port = check_port(port)
         opaque = check_opaque(opaque)
@@ -63,7 +64,8 @@ class UdpOperations:
         return self._udp_socket(family, sockaddr, opaque)
 
     def udp_listen(self, host: Optional[str], port: int, opaque: int = 0) -> int:
-        """A UDP socket bound to (host, port), family taken from the host."""
+        """A UDP socket bound to (host, port), family taken from the host;
+        return its id. Blocks only to resolve a host name."""
         host = check_host(host)
         port = check_port(port)
         opaque = check_opaque(opaque)
@@ -73,7 +75,8 @@ class UdpOperations:
         return self._udp_socket(family, sockaddr, opaque)
 
     def udp_dial(self, host: str, port: int, opaque: int = 0) -> int:
-        """An unbound UDP socket whose default destination is (host, port)."""
+        """An unbound UDP socket whose default destination is (host, port);
+        return its id. Blocks only to resolve a host name."""
         host = required_host(host, "udp_dial")
         port = check_port(port)
         opaque = check_opaque(opaque)
@@ -85,7 +88,8 @@ class UdpOperations:
     def udp_connect(self, socket_id: int, host: str, port: int) -> None:
         """Set the default destination of a UDP socket. A family mismatch
         emits ERROR "protocol mismatch". A host name is resolved in the
-        calling greenlet (or thread), never in the hub. Returns None."""
+        calling greenlet (or thread), never in the hub: only then it blocks.
+        Returns None."""
         host = required_host(host, "udp_connect")
         port = check_port(port)
         _check_id(socket_id)
@@ -152,6 +156,7 @@ class UdpOperations:
 
     @staticmethod
     def udp_address(message: SocketMessage) -> Optional[Tuple[str, int]]:
-        """The (host, port) a SOCKET_UDP message came from, else None."""
+        """The (host, port) a SOCKET_UDP message came from, else None. Never
+        blocks."""
         return message.address
 

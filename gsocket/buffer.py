@@ -1,8 +1,7 @@
 """Sans-I/O read buffer: one per connection, bytes in, messages out.
 
 This is gsocket's version of skynet's per-socket read buffer (lua-socket.c
-``push`` / ``pop`` / ``readline`` / ``readall`` / ``clear``; see
-skynet-socket-semantics.md section 4.1). It knows nothing about sockets or
+``push`` / ``pop`` / ``readline`` / ``readall`` / ``clear``). It knows nothing about sockets or
 gevent: :mod:`gsocket.socket` pushes what ``recv`` returned and asks for
 ``n`` bytes or a line.
 

@@ -154,6 +154,7 @@ class Channel:
 
     @property
     def closed(self) -> bool:
+        """True once :meth:`close` was called (requests then fail). Never blocks."""
         return self._closed
 
     @property

@@ -65,7 +65,9 @@ class Connection:
         return _socket_api.write(self.id, data)
 
     def close(self) -> None:
-        """Graceful close (see socket.close)."""
+        """Graceful close (see socket.close): what was written reaches the
+        peer before the FIN. Returns None; blocks only while a greenlet
+        reading this id wakes up with the close."""
         _socket_api.close(self.id)
 
     def __enter__(self) -> "Connection":

@@ -1,4 +1,4 @@
-"""The admin console (API.md section 9, skynet's debug console), for any gsocket app.
+"""The admin console (skynet's debug console), for any gsocket app.
 
 A line protocol on a TCP port, loopback by default: one command per line,
 its reply as lines, then ``<CMD OK>`` or ``<CMD Error>`` on a line of its
@@ -6,7 +6,7 @@ own. Built-in commands: ``help``, ``netstat``, ``stat``, ``list``, ``gc``; an
 application adds its own with ``commands={"name": fn}``: ``fn(args)`` gets
 the words after the command (a list of str whose ``.line`` attribute is the
 rest of the line as typed) and returns the reply text; an exception it
-raises becomes the error reply.
+raises becomes the error reply. For example::
 
     console.start("127.0.0.1", 8000, commands={"rooms": lambda args: "lobby 3"})
     $ nc 127.0.0.1 8000
@@ -79,7 +79,8 @@ class _Console:
         rows = socket.netstat()
         connections = sum(1 for r in rows if r.type not in ("LISTEN", "UDP", "BIND"))
         streams = [r for r in rows if r.type != "LISTEN"]
-        greenlets = sum(1 for obj in gc.get_objects() if isinstance(obj, _greenlet.greenlet))
+        # type(), not isinstance(): a dead weakref.proxy raises on __class__.
+        greenlets = sum(1 for obj in gc.get_objects() if issubclass(type(obj), _greenlet.greenlet))
         return "\n".join([
             f"connections\t{connections}",
             f"listeners\t{sum(1 for r in rows if r.type == 'LISTEN')}",
@@ -95,7 +96,7 @@ class _Console:
     def list(args: List[str]) -> str:
         lines = []
         for obj in gc.get_objects():
-            if isinstance(obj, gevent.Greenlet) and not obj.dead:
+            if issubclass(type(obj), gevent.Greenlet) and not obj.dead:
                 target = getattr(obj, "_run", None)
                 name = getattr(target, "__qualname__", None) or repr(target)
                 lines.append(f"{id(obj):#x}\t{name}")

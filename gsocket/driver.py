@@ -113,7 +113,8 @@ class Driver:
     # ------------------------------------------------------------------ lifecycle
 
     def init(self) -> None:
-        """Start the dispatcher greenlet if it is not running."""
+        """Start the dispatcher greenlet if it is not running (RuntimeError
+        once freed). Returns None; never blocks."""
         if self._freed:
             raise RuntimeError("this Driver was freed")
         if self._dispatcher is None:
@@ -160,7 +161,7 @@ class Driver:
 
     def register(self, owner: Owner, opaque: Optional[int] = None) -> int:
         """Route events whose opaque is ``opaque`` (a new number when None)
-        to ``owner(skynet_type, message)``; return the opaque."""
+        to ``owner(skynet_type, message)``; return the opaque. Never blocks."""
         if not callable(owner):
             raise TypeError("owner must be callable")
         if opaque is None:
@@ -172,7 +173,8 @@ class Driver:
         return opaque
 
     def unregister(self, opaque: int) -> None:
-        """Stop routing to that owner; its later events are dropped."""
+        """Stop routing to that owner; its later events are dropped (and
+        their sockets closed). Returns None; never blocks."""
         self._owners.pop(opaque, None)
 
     # ------------------------------------------------------------------ dispatch
@@ -210,8 +212,9 @@ class Driver:
         self._spawn_dispatcher()
 
     def poll(self, timeout: Optional[float] = None) -> int:
-        """Route one event by hand (skynet_socket_poll): 0 after EXIT, -1 if
-        nothing came within ``timeout``, 1 otherwise. Blocks until then."""
+        """Route one event by hand (skynet_socket_poll); return 0 after EXIT,
+        -1 if nothing came within ``timeout``, 1 otherwise. Blocks the
+        calling greenlet until then."""
         message = self.server.poll(timeout)
         if message is None:
             return -1
@@ -221,7 +224,8 @@ class Driver:
         return 1
 
     def route(self, message: SocketMessage) -> None:
-        """Hand one event to its owner; owner exceptions are logged."""
+        """Hand one event to its owner; owner exceptions are logged. Returns
+        None; blocks only as long as the owner callback does."""
         owner = self._owners.get(message.opaque)
         if owner is None:
             self._drop(message)
@@ -252,12 +256,13 @@ class Driver:
             self._take_over()
 
     def in_dispatcher(self) -> bool:
-        """True when called from the dispatcher greenlet."""
+        """True when called from the dispatcher greenlet. Never blocks."""
         return getcurrent() is self._dispatcher
 
     def foreign_thread(self) -> bool:
         """True when the caller runs in another OS thread than this
-        driver's hub (a real thread of an unpatched legacy app)."""
+        driver's hub (a real thread of an unpatched legacy app). Never
+        blocks."""
         return _get_ident() != self.thread_ident
 
     def call_threadsafe(self, function: Callable[..., Any], *args: Any) -> None:
@@ -270,85 +275,104 @@ class Driver:
     # ------------------------------------------------------------------ operations
 
     def send(self, socket_id: int, data: SendData) -> bool:
-        """SocketServer.send: high priority, never blocks."""
+        """SocketServer.send: queue ``data`` with high priority; return
+        False if the id is not a live socket. Never blocks."""
         return self.server.send(socket_id, data)
 
     def send_lowpriority(self, socket_id: int, data: SendData) -> bool:
-        """SocketServer.send_lowpriority, never blocks."""
+        """SocketServer.send_lowpriority: queue ``data`` behind high-priority
+        data; return False if the id is not live. Never blocks."""
         return self.server.send_lowpriority(socket_id, data)
 
     def listen(self, host: Optional[str], port: int, backlog: int = 32, opaque: int = 0,
                reuseport: bool = False, *, ssl_context: Any = None) -> int:
-        """SocketServer.listen: bind+listen now, OSError on failure."""
+        """SocketServer.listen: bind+listen now and return the listen id;
+        OSError on failure. Blocks only to resolve a host name."""
         return self.server.listen(host, port, backlog, opaque, reuseport, ssl_context=ssl_context)
 
     def connect(self, host: str, port: int, opaque: int = 0, *, ssl_context: Any = None,
                 server_hostname: Optional[str] = None) -> int:
-        """SocketServer.connect: the id now, OPEN or ERROR later."""
+        """SocketServer.connect: return the id now, OPEN or ERROR follows.
+        Never blocks."""
         return self.server.connect(host, port, opaque, ssl_context=ssl_context,
                                    server_hostname=server_hostname)
 
     def block_connect(self, host: str, port: int, opaque: int = 0, *, ssl_context: Any = None,
                       server_hostname: Optional[str] = None) -> int:
-        """SocketServer.block_connect: blocks the calling greenlet."""
+        """SocketServer.block_connect: return the id of a connected socket,
+        or raise OSError. Blocks the calling greenlet (another dispatcher
+        takes over when called from a callback)."""
         self.before_block()
         return self.server.block_connect(host, port, opaque, ssl_context=ssl_context,
                                          server_hostname=server_hostname)
 
     def shutdown_write(self, socket_id: int) -> None:
-        """SocketServer.shutdown_write: FIN after the queued bytes; reading goes on."""
+        """SocketServer.shutdown_write: FIN after the queued bytes; reading
+        goes on. Returns None; never blocks."""
         self.server.shutdown_write(socket_id)
 
     def bind(self, fd: int, opaque: int = 0) -> int:
-        """SocketServer.bind: adopt an fd."""
+        """SocketServer.bind: adopt an fd (OPEN "binding" follows) and return
+        its id. Never blocks."""
         return self.server.bind(fd, opaque)
 
     def close(self, socket_id: int) -> None:
-        """SocketServer.close: graceful."""
+        """SocketServer.close: graceful (queued bytes flush, then FIN).
+        Returns None; never blocks."""
         self.server.close(socket_id)
 
     def shutdown(self, socket_id: int) -> None:
-        """SocketServer.shutdown: forceful."""
+        """SocketServer.shutdown: forceful (queued bytes dropped). Returns
+        None; never blocks."""
         self.server.shutdown(socket_id)
 
     def start(self, socket_id: int, opaque: Optional[int] = None) -> None:
-        """SocketServer.start."""
+        """SocketServer.start: accept (listener) or read (connection), owned
+        by ``opaque`` when given. Returns None; never blocks."""
         self.server.start(socket_id, opaque)
 
     def pause(self, socket_id: int) -> None:
-        """SocketServer.pause."""
+        """SocketServer.pause: stop reading until start(id). Returns None;
+        never blocks."""
         self.server.pause(socket_id)
 
     def nodelay(self, socket_id: int) -> None:
-        """SocketServer.nodelay."""
+        """SocketServer.nodelay: set TCP_NODELAY. Returns None; never blocks."""
         self.server.nodelay(socket_id)
 
     def udp(self, host: Optional[str] = None, port: int = 0, opaque: int = 0) -> int:
-        """SocketServer.udp."""
+        """SocketServer.udp: return the id of a UDP socket (bound when host
+        or port given). Blocks only to resolve a host name."""
         return self.server.udp(host, port, opaque)
 
     def udp_listen(self, host: str, port: int, opaque: int = 0) -> int:
-        """SocketServer.udp_listen."""
+        """SocketServer.udp_listen: return the id of a UDP socket bound to
+        (host, port). Blocks only to resolve a host name."""
         return self.server.udp_listen(host, port, opaque)
 
     def udp_dial(self, host: str, port: int, opaque: int = 0) -> int:
-        """SocketServer.udp_dial."""
+        """SocketServer.udp_dial: return the id of a UDP socket whose default
+        destination is (host, port). Blocks only to resolve a host name."""
         return self.server.udp_dial(host, port, opaque)
 
     def udp_connect(self, socket_id: int, host: str, port: int) -> None:
-        """SocketServer.udp_connect."""
+        """SocketServer.udp_connect: set the default destination. Returns
+        None; blocks only to resolve a host name (in the caller)."""
         self.server.udp_connect(socket_id, host, port)
 
     def udp_send(self, socket_id: int, address: Optional[Tuple[str, int]], data: SendData) -> bool:
-        """SocketServer.udp_send."""
+        """SocketServer.udp_send: send one datagram; return False when it
+        cannot. Blocks only to resolve a host name (in the caller)."""
         return self.server.udp_send(socket_id, address, data)
 
     def udp_address(self, message: SocketMessage) -> Optional[Tuple[str, int]]:
-        """SocketServer.udp_address."""
+        """SocketServer.udp_address: the (host, port) a SOCKET_UDP message
+        came from, else None. Never blocks."""
         return self.server.udp_address(message)
 
     def info(self) -> List[SocketInfo]:
-        """SocketServer.info."""
+        """SocketServer.info: return a netstat row (SocketInfo) per live
+        socket. Never blocks."""
         return self.server.info()
 
 
@@ -400,6 +424,7 @@ def current() -> Driver:
     Called from an OS thread that has no driver of its own while exactly
     one other thread has a live one, it returns that driver: its ids are
     the only ones the caller can mean (see :meth:`Driver.foreign_thread`).
+    Never blocks.
     """
     driver = installed()
     if driver is None:

@@ -66,7 +66,7 @@ class SocketMessage(NamedTuple):
 
 
 class SocketInfo(NamedTuple):
-    """One row of :meth:`SocketServer.info` (skynet's netstat)."""
+    """One row of :meth:`gsocket.server.SocketServer.info` (skynet's netstat)."""
 
     id: int
     type: str          # 'LISTEN', 'TCP', 'UDP', 'BIND' or 'CLOSING'

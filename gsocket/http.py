@@ -8,7 +8,7 @@ Bad input never escapes as anything but :class:`HttpError`, carrying the
 status code to answer with (400 malformed, 408 too slow, 413 body too big,
 431 headers too big); :func:`write_error` answers it and closes. Header
 blocks are bounded by ``max_header`` bytes and bodies by ``max_body``, so a
-peer cannot make us buffer without limit.
+peer cannot make us buffer without limit. For example::
 
     req = http.read_request(id)            # None: the peer closed first
     if req.path == "/":

@@ -287,7 +287,7 @@ class SocketServer(UdpOperations):
 
     def resume(self, socket_id: int) -> None:
         """Read again after pause(), without an event (start() emits OPEN
-        "transfer"). Ignored for ids that are gone or not started."""
+        "transfer"); ignores ids gone or not started. Never blocks."""
         if self._other_thread():
             _check_id(socket_id)
             self._from_other_thread(self.resume, socket_id)
@@ -295,6 +295,13 @@ class SocketServer(UdpOperations):
         slot = self._live(socket_id)
         if slot is not None:
             slot.resume()
+
+    def peer_closed(self, socket_id: int) -> bool:
+        """True when the peer of a TCP connection closed its side, as the
+        OS tells without reading (so also while paused, its FIN behind
+        unread bytes); False otherwise and for other ids. Never blocks."""
+        slot = self._live(socket_id)
+        return slot is not None and slot.state is not CLOSED and slot.peer_closed()
 
     def pause(self, socket_id: int) -> None:
         """Stop reading (or accepting) until start(id). Never blocks."""
@@ -407,7 +414,8 @@ class SocketServer(UdpOperations):
 
     def bind(self, fd: int, opaque: int = 0) -> int:
         """Adopt an existing fd (a pipe, stdin...): emits OPEN "binding" and
-        starts reading at once. The fd is never closed by the server."""
+        starts reading at once; return its id. The fd is never closed by the
+        server (its blocking flag comes back on close). Never blocks."""
         if isinstance(fd, bool) or not isinstance(fd, int):
             raise TypeError(f"fd must be an int, not {type(fd).__name__}")
         opaque = check_opaque(opaque)
@@ -464,7 +472,8 @@ class SocketServer(UdpOperations):
             slot.close()
 
     def shutdown(self, socket_id: int) -> None:
-        """Forceful close: drop queued bytes, close now, report CLOSE (once)."""
+        """Forceful close: drop queued bytes, close now, report CLOSE (once);
+        ignores unknown ids. Never blocks."""
         if self._other_thread():
             _check_id(socket_id)
             self._from_other_thread(self.shutdown, socket_id)
@@ -532,8 +541,8 @@ class SocketServer(UdpOperations):
         slot.set_limits(max_connections, None if idle_timeout is None else float(idle_timeout))
 
     def accepted(self, listen_id: int) -> List[int]:
-        """Ids of the live connections accepted through ``listen_id`` since
-        :meth:`limit_accept` (empty for other ids). Never blocks."""
+        """The ids of the live connections accepted through ``listen_id``
+        since :meth:`limit_accept` (empty for other ids). Never blocks."""
         slot = self._live(listen_id)
         return slot.child_ids() if isinstance(slot, ListenerSlot) else []
 
@@ -563,7 +572,7 @@ class SocketServer(UdpOperations):
         self._foreign.run_all()
 
     def nodelay(self, socket_id: int) -> None:
-        """Set TCP_NODELAY on a TCP socket; ignored for other ids."""
+        """Set TCP_NODELAY on a TCP socket (others: ignored). Never blocks."""
         if self._other_thread():
             _check_id(socket_id)
             self._from_other_thread(self.nodelay, socket_id)

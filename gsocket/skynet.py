@@ -85,7 +85,7 @@ def start(main: Callable[..., Any], *args: Any) -> None:
 
 def exit() -> None:  # noqa: A001 - skynet's name
     """End ``skynet.start`` (from any greenlet or a signal handler); without
-    a running start, free the default driver."""
+    a running start, free the default driver. Returns None; never blocks."""
     service = _service()
     if service.exit_event is not None:
         service.exit_event.set()
@@ -96,7 +96,8 @@ def exit() -> None:  # noqa: A001 - skynet's name
 
 
 def fork(fn: Callable[..., Any], *args: Any) -> gevent.Greenlet:
-    """Run ``fn(*args)`` in a new greenlet (exceptions are logged); return it."""
+    """Run ``fn(*args)`` in a new greenlet (exceptions are logged); return
+    it. Never blocks: the greenlet starts at the next loop turn."""
     return _service().greenlets.spawn(_run_logged, fn, args)
 
 
@@ -110,7 +111,8 @@ def sleep(seconds: float) -> None:
 
 
 def timeout(seconds: float, fn: Callable[[], Any]) -> gevent.Greenlet:
-    """Call ``fn()`` in a new greenlet after ``seconds``."""
+    """Call ``fn()`` in a new greenlet after ``seconds``; return that
+    greenlet. Never blocks."""
     greenlet = gevent.Greenlet(_run_logged, fn, ())
     _service().greenlets.add(greenlet)
     greenlet.start_later(seconds)
@@ -138,7 +140,8 @@ def wait(token: Optional[Hashable] = None) -> Any:
 
 
 def wakeup(token: Hashable, value: Any = None) -> bool:
-    """Wake the greenlet waiting on ``token``; False if none waits."""
+    """Wake the greenlet waiting on ``token``; return False if none waits.
+    Never blocks (the waiter runs at the next loop turn)."""
     service = _service()
     waiter = service.sleepers.pop(token, None)
     if waiter is None:
@@ -148,5 +151,6 @@ def wakeup(token: Hashable, value: Any = None) -> bool:
 
 
 def error(*args: Any) -> None:
-    """Log the arguments, space-separated, at ERROR level (skynet.error)."""
+    """Log the arguments, space-separated, at ERROR level (skynet.error).
+    Returns None; never blocks."""
     logger.error(" ".join(str(arg) for arg in args))

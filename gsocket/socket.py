@@ -259,7 +259,7 @@ def drain(socket_id: int, *, below: int = 65536, timeout: Optional[float] = None
 
 def address(socket_id: int) -> Optional[Tuple[str, int]]:
     """(host, port): bound address of a listener or UDP socket, peer address
-    of a connection; None when the id is gone."""
+    of a connection; None when the id is gone. Never blocks."""
     return _pool().server.address(socket_id)
 
 
@@ -358,7 +358,8 @@ def write(socket_id: int, data: SendData) -> bool:
 
 
 def lwrite(socket_id: int, data: SendData) -> bool:
-    """Like write, with low priority. Never blocks."""
+    """Like write, with low priority: return False when the socket is gone
+    or closing. Never blocks."""
     if type(socket_id) is not int:
         _check_id(socket_id)
     return _pool().server.send_lowpriority(socket_id, data)
@@ -389,7 +390,8 @@ def shutdown(socket_id: int) -> None:
 
 
 def close_fd(socket_id: int) -> None:
-    """Close an id this pool never started (e.g. an accepted id you reject)."""
+    """Close an id this pool never started (e.g. an accepted id you
+    reject). Returns None; never blocks."""
     _check_id(socket_id)
     pool = _pool()
     if pool.driver.foreign_thread():
@@ -411,7 +413,8 @@ def abandon(socket_id: int) -> None:
 
 
 def pause(socket_id: int) -> None:
-    """Stop reading the socket until a greenlet has to wait to read it."""
+    """Stop reading the socket until a greenlet has to wait to read it.
+    Returns None; never blocks."""
     _check_id(socket_id)
     pool = _pool()
     if pool.driver.foreign_thread():
@@ -422,7 +425,8 @@ def pause(socket_id: int) -> None:
 
 def limit(socket_id: int, nbytes: int) -> None:
     """Close the socket (logged) when more than ``nbytes`` sit unread while
-    no reader is waiting for a sized read that needs them."""
+    no reader is waiting for a sized read that needs them. Returns None;
+    never blocks."""
     _check_id(socket_id)
     if isinstance(nbytes, bool) or not isinstance(nbytes, int) or nbytes < 0:
         raise ValueError(f"limit must be an int >= 0, got {nbytes!r}")
@@ -434,7 +438,8 @@ def limit(socket_id: int, nbytes: int) -> None:
 
 
 def invalid(socket_id: int) -> bool:
-    """True when this id is not a socket of the pool (closed or unknown)."""
+    """True when this id is not a socket of the pool (closed or unknown).
+    Never blocks."""
     return _pool().entry(socket_id) is None
 
 
@@ -448,7 +453,8 @@ def disconnected(socket_id: int) -> bool:
 
 def warning(socket_id: int, callback: Optional[Callable[[int, int], Any]]) -> None:
     """Call ``callback(id, kib)`` on SOCKET_WARNING (kib = 0: drained)
-    instead of logging it. Runs in the dispatcher."""
+    instead of logging it. Runs in the dispatcher. Returns None; never
+    blocks."""
     _check_id(socket_id)
     _check_callback(callback, "warning callback", optional=True)
     pool = _pool()
@@ -460,7 +466,9 @@ def warning(socket_id: int, callback: Optional[Callable[[int, int], Any]]) -> No
 
 def onclose(socket_id: int, callback: Callable[[int], Any]) -> None:
     """Call ``callback(id)`` once when the socket closes, whoever closed it.
-    Runs in the dispatcher."""
+    Runs in the dispatcher; for an id that is already closed or unknown
+    it runs at once, here. Returns None; blocks only as long as that call
+    does."""
     _check_id(socket_id)
     _check_callback(callback, "onclose callback")
     pool = _pool()
@@ -471,7 +479,8 @@ def onclose(socket_id: int, callback: Callable[[int], Any]) -> None:
 
 
 def nodelay(socket_id: int) -> None:
-    """Set TCP_NODELAY. Never blocks."""
+    """Set TCP_NODELAY on a TCP socket (others are ignored). Returns None;
+    never blocks."""
     _check_id(socket_id)
     _pool().server.nodelay(socket_id)
 
@@ -479,7 +488,8 @@ def nodelay(socket_id: int) -> None:
 # ---------------------------------------------------------------------- misc
 
 def header(data: bytes) -> int:
-    """The big-endian unsigned int in 1..4 bytes (netpack headers)."""
+    """The big-endian unsigned int in 1..4 bytes (netpack headers);
+    ValueError otherwise. Never blocks."""
     if isinstance(data, str):
         data = data.encode("latin-1")
     if not isinstance(data, (bytes, bytearray, memoryview)) or not 1 <= len(data) <= 4:
@@ -488,7 +498,8 @@ def header(data: bytes) -> int:
 
 
 def netstat() -> List[SocketInfo]:
-    """One SocketInfo row per live socket of the default driver."""
+    """One SocketInfo row per live socket of the default driver. Never
+    blocks."""
     return _pool().server.info()
 
 
@@ -508,7 +519,8 @@ def resolve(host: str) -> List[str]:
 
 
 def bind(fd: int) -> int:
-    """Wrap an OS fd (a pipe, stdin) as a socket id that is already reading."""
+    """Wrap an OS fd (a pipe, stdin) and return a socket id that is
+    already reading. Never blocks."""
     pool = _pool(create=True)
     socket_id = pool.driver.bind(fd, pool.opaque)
     pool.entries[socket_id] = Entry(socket_id, protocol="BIND")
@@ -516,7 +528,7 @@ def bind(fd: int) -> int:
 
 
 def stdin() -> int:
-    """bind(0)."""
+    """bind(0): return the id of stdin, already reading. Never blocks."""
     return bind(0)
 
 
@@ -539,21 +551,24 @@ def _check_udp_callback(callback: Any) -> None:
 
 def udp(callback: Optional[UdpCallback], host: Optional[str] = None, port: int = 0) -> int:
     """A UDP socket (bound when host/port given); ``callback(data, (host,
-    port))`` runs in the dispatcher for each datagram."""
+    port))`` runs in the dispatcher for each datagram. Returns the id;
+    blocks only to resolve a host name."""
     _check_udp_callback(callback)
     pool = _pool(create=True)
     return _udp_entry(pool, pool.driver.udp(host, port, pool.opaque), callback)
 
 
 def udp_listen(host: str, port: int, callback: Optional[UdpCallback]) -> int:
-    """A UDP socket bound to (host, port), IPv4 or IPv6 by the host."""
+    """A UDP socket bound to (host, port), IPv4 or IPv6 by the host;
+    returns the id. Blocks only to resolve a host name."""
     _check_udp_callback(callback)
     pool = _pool(create=True)
     return _udp_entry(pool, pool.driver.udp_listen(host, port, pool.opaque), callback)
 
 
 def udp_dial(host: str, port: int, callback: Optional[UdpCallback]) -> int:
-    """A UDP socket whose default destination is (host, port)."""
+    """A UDP socket whose default destination is (host, port); returns
+    the id. Blocks only to resolve a host name."""
     _check_udp_callback(callback)
     pool = _pool(create=True)
     return _udp_entry(pool, pool.driver.udp_dial(host, port, pool.opaque), callback)
@@ -561,7 +576,8 @@ def udp_dial(host: str, port: int, callback: Optional[UdpCallback]) -> int:
 
 def udp_connect(socket_id: int, host: str, port: int, callback: Optional[UdpCallback] = None) -> None:
     """Set the default destination of a UDP socket (``write`` sends there);
-    replaces the callback when one is given."""
+    replaces the callback when one is given. Returns None; blocks only
+    to resolve a host name (in the calling greenlet or thread)."""
     _check_id(socket_id)
     _check_udp_callback(callback)
     if not isinstance(host, str):
@@ -569,10 +585,13 @@ def udp_connect(socket_id: int, host: str, port: int, callback: Optional[UdpCall
     if isinstance(port, bool) or not isinstance(port, int):
         raise TypeError(f"port must be an int, not {type(port).__name__}")
     pool = _pool()
+    # Checked and resolved here, in the caller: from another OS thread the
+    # server hops only the resolved destination onto the hub.
+    pool.driver.udp_connect(socket_id, host, port)
     if pool.driver.foreign_thread():
-        pool.driver.call_threadsafe(pool.udp_connect_id, socket_id, host, port, callback)
+        pool.driver.call_threadsafe(pool.udp_entry_id, socket_id, callback)
         return
-    pool.udp_connect_id(socket_id, host, port, callback)
+    pool.udp_entry_id(socket_id, callback)
 
 
 def sendto(socket_id: int, address: Tuple[str, int], data: SendData) -> bool:
@@ -583,7 +602,8 @@ def sendto(socket_id: int, address: Tuple[str, int], data: SendData) -> bool:
 
 
 def udp_address(address: Any) -> Tuple[str, int]:
-    """(host, port) of an address a udp callback received."""
+    """(host, port) of an address a udp callback received; ValueError for
+    anything else. Never blocks."""
     if (isinstance(address, tuple) and len(address) >= 2 and isinstance(address[0], str)
             and isinstance(address[1], int)):
         return (address[0], address[1])

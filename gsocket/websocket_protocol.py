@@ -4,9 +4,12 @@
 (RFC 6455 framing, masking, UTF-8 checks and the close handshake are
 wsproto's) and adds what gsocket's API promises on top:
 
-- whole messages: fragments are reassembled; text comes out as str;
+- whole messages: fragments are reassembled (into one bytearray, UTF-8 for
+  text, so a stream of tiny or empty fragments costs no more memory than
+  the message itself); text comes out as str;
 - ``max_message``: a message growing past it is refused with close 1009
-  (counted as it arrives, so a huge declared frame is never buffered whole);
+  (counted as it arrives, so a huge declared frame is never buffered whole;
+  :attr:`WebSocketProtocol.pending` never exceeds it);
 - control frames answered at once: ping -> pong, close -> close;
 - a protocol violation (an unmasked client frame, a bad opcode, invalid
   UTF-8 ...) fails the connection with wsproto's code (1002, 1007).
@@ -15,6 +18,10 @@ wsproto's) and adds what gsocket's API promises on top:
 list) gives the events; ``take_output()`` the bytes to
 write to the peer, produced by receiving (pongs, close replies) or sending.
 ``done`` is True once the TCP connection should be closed.
+Nothing the peer sends makes ``feed``/``events``/``receive`` raise: its
+errors arrive as :class:`Failed` (carrying a :class:`WebSocketError`)
+followed by :class:`Closed`. Only misuse by the caller raises (ValueError
+from ``send``/``ping``).
 No extension (permessage-deflate) is negotiated: compressed input could
 expand past any memory bound before ``max_message`` sees it.
 """
@@ -67,7 +74,7 @@ class PingReceived(NamedTuple):
 
 
 class PongReceived(NamedTuple):
-    """The peer ponged."""
+    """The peer answered a ping with a pong carrying ``data``."""
 
     data: bytes
 
@@ -98,8 +105,8 @@ class WebSocketProtocol:
         self.output = bytearray()
         self.done = False            # the TCP connection should now be closed
         self.closed: Optional[Closed] = None
-        self._parts: List[Union[str, bytes]] = []
-        self._size = 0
+        self._partial = bytearray()  # the message being reassembled (UTF-8 for text)
+        self._partial_kind: Optional[str] = None   # its kind while one is open
         self._discarding = False     # after we refused a message: ignore data
         self._failed: Optional[WebSocketError] = None
         self._pending: List[Closed] = []
@@ -113,9 +120,14 @@ class WebSocketProtocol:
         return data
 
     @property
+    def pending(self) -> int:
+        """Bytes held of a message not yet complete (at most ``max_message``)."""
+        return len(self._partial)
+
+    @property
     def open(self) -> bool:
         """True while messages may still be sent."""
-        return self.connection.state is ConnectionState.OPEN
+        return not self.done and self.connection.state is ConnectionState.OPEN
 
     def send(self, data: Union[str, bytes, bytearray, memoryview], kind: Optional[str] = None) -> bool:
         """Queue one message (str -> text, bytes -> binary unless ``kind``
@@ -203,20 +215,30 @@ class WebSocketProtocol:
         if self._discarding:
             return
         part = event.data
-        self._size += len(part.encode("utf-8")) if isinstance(part, str) and not part.isascii() else len(part)
-        if self._size > self.max_message:
-            self._fail(events, WebSocketError(
-                MESSAGE_TOO_BIG, f"message over {self.max_message} bytes"), wait=True)
-            return
-        self._parts.append(part)
-        if event.message_finished:
-            if isinstance(event, TextMessage):
-                whole: Union[str, bytes] = "".join(self._parts)  # type: ignore[arg-type]
-                events.append(MessageReceived(whole, TEXT))
+        kind = TEXT if isinstance(event, TextMessage) else BINARY
+        if self._partial_kind is None and event.message_finished:     # one frame: no copy
+            size = len(part) if not isinstance(part, str) or part.isascii() else len(part.encode("utf-8"))
+            if size > self.max_message:
+                self._too_big(events)
             else:
-                events.append(MessageReceived(b"".join(self._parts), BINARY))  # type: ignore[arg-type]
-            self._parts = []
-            self._size = 0
+                events.append(MessageReceived(part, kind))
+            return
+        self._partial_kind = kind
+        chunk = part.encode("utf-8") if isinstance(part, str) else part
+        if len(self._partial) + len(chunk) > self.max_message:
+            self._too_big(events)
+            return
+        self._partial += chunk
+        if event.message_finished:
+            data = bytes(self._partial)
+            self._partial = bytearray()
+            self._partial_kind = None
+            # wsproto checked the UTF-8 incrementally: decoding cannot fail.
+            events.append(MessageReceived(data.decode("utf-8") if kind == TEXT else data, kind))
+
+    def _too_big(self, events: List[ProtocolEvent]) -> None:
+        self._fail(events, WebSocketError(MESSAGE_TOO_BIG, f"message over {self.max_message} bytes"),
+                   wait=True)
 
     def _close_event(self, event: CloseConnection, events: List[ProtocolEvent]) -> None:
         state = self.connection.state
@@ -239,7 +261,8 @@ class WebSocketProtocol:
         connection right away (the input cannot be parsed any further)."""
         events.append(Failed(error))
         self._failed = error
-        self._parts = []
+        self._partial = bytearray()
+        self._partial_kind = None
         self._discarding = True
         if self.open:
             self.output += self.connection.send(CloseConnection(code=error.code, reason=error.reason))

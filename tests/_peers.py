@@ -2,7 +2,8 @@
 
 Peers are gevent sockets (cooperative, so the hub keeps running while a test
 greenlet talks to them) or plain stdlib sockets driven from OS threads.
-Nothing here uses gsocket internals.
+Nothing here uses gsocket internals, except :func:`reader_waits` (no public
+call shows that a greenlet is blocked reading an id).
 """
 
 from __future__ import annotations
@@ -133,6 +134,23 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 5.0, step: float = 0
             if value:
                 return value
             gevent.sleep(step)
+
+
+def routed() -> None:
+    """Wait until the default driver has handed every event its server made
+    to the owners (the dispatcher pops and routes without yielding, so an
+    empty queue seen from here means routed): the message boundary that a
+    sleep would only guess."""
+    from gsocket import driver as driver_module
+    server = driver_module.current().server
+    wait_for(lambda: server.pending_events == 0)
+
+
+def reader_waits(socket_id: int) -> None:
+    """Wait until a greenlet is blocked reading ``socket_id``."""
+    pool = gs._pool()
+    wait_for(lambda: (entry := pool.entries.get(socket_id)) is not None
+             and entry.reader is not None)
 
 
 class ThreadPeer:

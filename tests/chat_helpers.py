@@ -1,5 +1,6 @@
-"""Helpers for the chat tests: a line client on a gevent socket, a chat
-server process (the real CLI), and a real redis-server on a free port."""
+"""Helpers for the chat tests: a line client on a gevent socket, a web user
+(the `websockets` sync client at /ws), a chat server process (the real
+CLI), and a real redis-server on a free port."""
 
 from __future__ import annotations
 
@@ -9,12 +10,15 @@ import socket as stdlib_socket
 import subprocess
 import sys
 import time
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Callable, List, Optional, Union
 
 import gevent
 import gevent.socket
 from gevent.subprocess import PIPE, STDOUT, Popen
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import ClientConnection, connect
 
 ROOT = Path(__file__).resolve().parent.parent
 WAIT = 10.0
@@ -140,6 +144,49 @@ class ChatClient:
 
     def close(self) -> None:
         self.sock.close()
+
+
+class WsUser:
+    """A `websockets` sync client; its blocking calls run in gevent's
+    thread pool, so the hub (and the chat server on it) keeps running."""
+
+    def __init__(self, port: int) -> None:
+        self.pool = gevent.get_hub().threadpool
+        self.stack = ExitStack()
+        url = f"ws://127.0.0.1:{port}/ws"
+        self.ws: ClientConnection = self.pool.apply(
+            lambda: self.stack.enter_context(connect(url, open_timeout=WAIT, close_timeout=2)))
+        self.seen: List[str] = []
+
+    def send(self, message) -> None:
+        self.pool.apply(self.ws.send, (message,))
+
+    def recv(self) -> str:
+        message = self.pool.apply(self.ws.recv, (WAIT,))
+        assert isinstance(message, str), message       # every server line is a text message
+        self.seen.append(message)
+        return message
+
+    def expect(self, prefix: str) -> str:
+        while True:
+            line = self.recv()
+            if line.startswith(prefix):
+                return line
+
+    def until_closed(self) -> List[str]:
+        rest: List[str] = []
+        try:
+            while True:
+                rest.append(self.recv())
+        except ConnectionClosed:
+            return rest
+
+    @property
+    def close_code(self):
+        return self.ws.close_code
+
+    def close(self) -> None:
+        self.pool.apply(self.stack.close)
 
 
 class ChatProcess:

@@ -11,8 +11,7 @@ import gevent
 import pytest
 
 from _irc_client import IrcClient
-from chat_helpers import ChatClient
-from test_chat_web_ws import WsUser
+from chat_helpers import ChatClient, WsUser
 from gsocket.chat.server import SHUTDOWN_NOTICE, ChatServer
 
 pytestmark = pytest.mark.timeout(60)

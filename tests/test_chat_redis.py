@@ -1,7 +1,8 @@
 """Scale-out over a real redis-server: two chat processes (the CLI), clients
 on each; messages, presence, /who, /rooms, private messages, nick
 uniqueness, shared history; Redis stopped and restarted; a node SIGKILLed;
---workers sharing one port; the IRC door across nodes."""
+--workers sharing one port; the IRC door across nodes; the web door (a
+`websockets` client at /ws) with line and IRC users on the other node."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import gevent.socket
 import pytest
 
 from _irc_client import IrcClient
-from chat_helpers import ChatClient, ChatProcess, RedisServer, free_port
+from chat_helpers import ChatClient, ChatProcess, RedisServer, WsUser, free_port
 
 #: Presence TTL of the nodes in these tests (seconds), instead of 30.
 TTL = 2
@@ -134,6 +135,51 @@ def test_two_nodes_chat_presence_private_history(nodes) -> None:
         client.expect("* all nodes")
     assert carol.until_eof()[-2:] == ["* all nodes", "* you were kicked by an operator"]
     wait_for(lambda: alice.who() == "* dev (2): alice, dave", what="kicked user gone")
+
+
+def test_web_door_across_nodes(nodes) -> None:
+    """A browser-door user on node one, a line user and an IRC user on node
+    two: each sees the others' messages, presence, private messages."""
+    web_port, irc_port = free_port(), free_port()
+    one = nodes.start("--web", str(web_port))
+    two = nodes.start("--irc", str(irc_port))
+    one.wait_for_log(f"chat web page on http://127.0.0.1:{web_port}/")
+    web = WsUser(web_port)
+    irc = IrcClient(irc_port)
+    try:
+        assert web.recv().startswith("* welcome guest")
+        web.send("/nick webby")
+        assert web.expect("* ").endswith("is now known as webby")
+        liner = nodes.client(two, "liner")
+        while not web.recv().endswith("is now known as liner"):    # heard on node one
+            assert web.seen[-1].startswith("* "), web.seen
+        irc.register("ircy")
+        assert sorted(irc.join("lobby")) == ["ircy", "liner", "webby"]
+        web.expect("* ircy joined lobby")
+        web.send("hello from node one")
+        liner.expect("[lobby] webby: hello from node one")
+        said = irc.expect("PRIVMSG")
+        assert said.prefix.startswith("webby!") and said.params == ("#lobby", "hello from node one")
+        liner.send("hi from node two", "/me waves")
+        assert web.expect("[lobby] ") == "[lobby] liner: hi from node two"
+        assert web.recv() == "[lobby] * liner waves"
+        irc.send("PRIVMSG #lobby :and from IRC")
+        assert web.expect("[lobby] ") == "[lobby] ircy: and from IRC"
+        web.send("/who")
+        assert web.expect("* lobby") == "* lobby (3): ircy, liner, webby"
+        assert liner.who() == "* lobby (3): ircy, liner, webby"
+        web.send("/msg liner psst\n/nick LINER")                # two lines in one message
+        liner.expect("[pm] webby: psst")
+        assert web.expect("! ") == "! nick LINER is taken"
+        liner.send("/msg webby psst back")
+        assert web.expect("[pm] ") == "[pm] liner: psst back"
+        one.signal(signal.SIGTERM)                         # the web user gets the notice, then the close
+        assert web.until_closed()[-1] == "* the server is shutting down, bye"
+        assert one.wait() == 0
+        liner.expect("* webby left lobby")
+    finally:
+        web.close()
+        irc.close()
 
 
 def test_irc_door_across_nodes(nodes) -> None:

@@ -88,6 +88,12 @@ def test_browser_and_line_client_talk(chat, browser, tmp_path) -> None:
                              what="members listed") == ["liner", "webby"]
         assert _text(page, "room") == "lobby"
 
+        # everything the page loaded came from the chat server (no CDN, nothing from outside)
+        origin = f"http://127.0.0.1:{chat.web_address[1]}/"
+        loaded = page.evaluate("performance.getEntriesByType('resource').map((entry) => entry.name)")
+        assert {origin + "chat.js", origin + "chat.css"} <= set(loaded), loaded
+        assert all(url.startswith(origin) for url in loaded), loaded
+
         shot = page.screenshot(tmp_path / "chat-web.png")
         width, height = _png_size(shot)
         assert width >= 600 and height >= 400, (width, height)

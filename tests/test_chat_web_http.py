@@ -25,7 +25,8 @@ def test_shipped_page_is_package_data() -> None:
     assert {"index.html", "chat.js", "chat.css"} <= set(files)
     page = files["index.html"].decode()
     assert 'src="chat.js"' in page and 'href="chat.css"' in page
-    assert "http://" not in page and "https://" not in page        # nothing fetched from elsewhere
+    for name, body in files.items():                                # nothing fetched from elsewhere
+        assert b"http://" not in body and b"https://" not in body, name
     assert "new WebSocket" in files["chat.js"].decode()
 
 

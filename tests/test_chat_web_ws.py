@@ -4,63 +4,15 @@ line client: same rooms, nicks and commands, each way; limits and shutdown."""
 
 from __future__ import annotations
 
-from contextlib import ExitStack
 from typing import Iterator, List
 
 import gevent
 import pytest
-from websockets.exceptions import ConnectionClosed
-from websockets.sync.client import ClientConnection, connect
 
-from chat_helpers import ChatClient
+from chat_helpers import ChatClient, WsUser
 from gsocket.chat.server import SHUTDOWN_NOTICE, ChatServer
 
 pytestmark = pytest.mark.timeout(60)
-
-WAIT = 10.0
-
-
-class WsUser:
-    """A `websockets` sync client; its blocking calls run in gevent's
-    thread pool, so the hub (and the chat server on it) keeps running."""
-
-    def __init__(self, port: int) -> None:
-        self.pool = gevent.get_hub().threadpool
-        self.stack = ExitStack()
-        url = f"ws://127.0.0.1:{port}/ws"
-        self.ws: ClientConnection = self.pool.apply(
-            lambda: self.stack.enter_context(connect(url, open_timeout=WAIT, close_timeout=2)))
-        self.seen: List[str] = []
-
-    def send(self, message) -> None:
-        self.pool.apply(self.ws.send, (message,))
-
-    def recv(self) -> str:
-        message = self.pool.apply(self.ws.recv, (WAIT,))
-        assert isinstance(message, str), message       # every server line is a text message
-        self.seen.append(message)
-        return message
-
-    def expect(self, prefix: str) -> str:
-        while True:
-            line = self.recv()
-            if line.startswith(prefix):
-                return line
-
-    def until_closed(self) -> List[str]:
-        rest: List[str] = []
-        try:
-            while True:
-                rest.append(self.recv())
-        except ConnectionClosed:
-            return rest
-
-    @property
-    def close_code(self):
-        return self.ws.close_code
-
-    def close(self) -> None:
-        self.pool.apply(self.stack.close)
 
 
 @pytest.fixture

@@ -13,7 +13,9 @@ from gsocket import socket as gs
 
 pytest_plugins = ["_peers"]                 # fixture: pair
 
-from _peers import GeventListener, Pair, recv_exactly, recv_until_eof  # noqa: E402
+from _peers import (  # noqa: E402
+    GeventListener, Pair, reader_waits, recv_exactly, recv_until_eof, routed, row, wait_for,
+)
 
 
 
@@ -78,9 +80,10 @@ def test_readline_raises_connection_closed_with_partial(pair: Pair) -> None:
 def test_blocked_read_raises_when_the_peer_closes(pair: Pair) -> None:
     conn = Connection(pair.id)
     reader = gevent.spawn(conn.read, 100)
-    gevent.sleep(0.02)
+    reader_waits(pair.id)
     pair.client.sendall(b"half")
-    gevent.sleep(0.02)
+    wait_for(lambda: row(pair.id).read == 4)
+    routed()
     pair.client.close()
     reader.join(5)
     assert isinstance(reader.exception, ConnectionClosed)
@@ -91,7 +94,7 @@ def test_readall(pair: Pair) -> None:
     conn = Connection(pair.id)
     reader = gevent.spawn(conn.readall)
     pair.client.sendall(b"everything ")
-    gevent.sleep(0.02)
+    reader_waits(pair.id)
     pair.client.sendall(b"until EOF")
     pair.client.close()
     assert reader.get(timeout=5) == b"everything until EOF"
@@ -116,7 +119,7 @@ def test_context_manager_closes_on_error(pair: Pair) -> None:
 def test_close_wakes_a_reader_in_another_greenlet(pair: Pair) -> None:
     conn = Connection(pair.id)
     reader = gevent.spawn(conn.readline)
-    gevent.sleep(0.02)
+    reader_waits(pair.id)
     conn.close()
     reader.join(5)
     assert isinstance(reader.exception, ConnectionClosed)
@@ -171,9 +174,10 @@ def test_reader_woken_by_a_hand_over_does_not_block_or_steal(pair: Pair) -> None
     # with nothing taken from the new owner's buffer.
     conn = Connection(pair.id)
     pair.client.sendall(b"ab")
-    gevent.sleep(0.05)                       # "ab" is buffered
+    wait_for(lambda: row(pair.id).read == 2)
+    routed()                                 # "ab" is buffered
     reader = gevent.spawn(conn.read, 10)
-    gevent.sleep(0.01)                       # the reader waits for 10 bytes
+    reader_waits(pair.id)                    # the reader waits for 10 bytes
     gs.abandon(pair.id)
     gs.start(pair.id)                        # taken over again, with "ab"
     with pytest.raises(ConnectionClosed) as caught:

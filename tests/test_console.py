@@ -1,4 +1,4 @@
-"""gsocket.console (API.md section 9) over loopback: every built-in command,
+"""gsocket.console over loopback: every built-in command,
 app commands, <CMD OK>/<CMD Error>, and the chat server's commands."""
 
 from __future__ import annotations
@@ -129,3 +129,23 @@ def test_chat_console_rooms_kick_broadcast(driver) -> None:
         bob.close()
         admin.close()
         server.stop(grace=2)
+
+
+def test_stat_and_list_survive_dead_weak_proxies(console_port) -> None:
+    # gc.get_objects() can hand back a weakref.proxy whose referent is gone:
+    # isinstance() on it raises ReferenceError, which used to fail `stat`.
+    import gc
+    import weakref
+
+    class Target:
+        pass
+
+    target = Target()
+    proxies = [weakref.proxy(target)]
+    del target
+    assert any(obj is proxies[0] for obj in gc.get_objects())   # gc does see it
+    client = console_port()
+    for command in ("stat", "list"):
+        lines, status = client.run(command)
+        assert status == "OK", (command, lines)
+    assert proxies

@@ -30,7 +30,7 @@ from gsocket.driver import (
 )
 
 
-from _peers import GeventListener, recv_exactly, wait_for  # noqa: E402
+from _peers import GeventListener, reader_waits, recv_exactly, wait_for  # noqa: E402
 
 DATA, CONNECT, CLOSE, ACCEPT = (SKYNET_SOCKET_TYPE_DATA, SKYNET_SOCKET_TYPE_CONNECT,
                                 SKYNET_SOCKET_TYPE_CLOSE, SKYNET_SOCKET_TYPE_ACCEPT)
@@ -66,11 +66,42 @@ def test_skynet_socket_type_numbers() -> None:
         assert f"SKYNET_SOCKET_TYPE_{name}" in driver_module.__all__
 
 
-def test_driver_has_the_skynet_socket_methods(driver: Driver) -> None:
-    for name in ("init", "exit", "free", "poll", "send", "send_lowpriority", "listen", "connect",
-                 "block_connect", "bind", "close", "start", "nodelay", "udp", "udp_connect",
-                 "udp_send", "udp_address"):
-        assert callable(getattr(driver, name)), name
+def test_driver_methods_do_the_server_operations(driver: Driver) -> None:
+    # The methods the other tests here do not exercise: low-priority send,
+    # pause/start, info, udp_listen and udp_dial, each seen working.
+    owner = Recorder(driver)
+    opaque = driver.register(owner)
+    with GeventListener(lambda conn: None) as server:
+        socket_id = driver.block_connect("127.0.0.1", server.port, opaque=opaque)
+        assert owner.next()[0] == CONNECT
+        wait_for(lambda: server.conns)
+        peer = server.conns[0]
+        assert driver.send_lowpriority(socket_id, b"low") is True
+        assert driver.send(socket_id, b"high") is True
+        assert recv_exactly(peer, 7) == b"lowhigh"
+        assert driver.send_lowpriority(424242, b"x") is False
+        rows = driver.info()
+        assert rows == driver.server.info() and [r.id for r in rows] == [socket_id]
+        assert rows[0].type == "TCP" and rows[0].write == 7 and rows[0].opaque == opaque
+        driver.pause(socket_id)
+        peer.sendall(b"held")
+        gevent.sleep(0.05)
+        assert owner.kinds() == [CONNECT]            # paused: nothing read
+        driver.start(socket_id)
+        kinds = [owner.next()[0], owner.next()]
+        assert kinds[0] == CONNECT and kinds[1][0] == DATA and kinds[1][1].data == b"held"
+        driver.close(socket_id)
+        assert owner.next()[0] == CLOSE
+    listening = driver.udp_listen("127.0.0.1", 0, opaque=opaque)
+    dialing = driver.udp_dial("127.0.0.1", driver.server.address(listening)[1], opaque=opaque)
+    try:
+        assert driver.send(dialing, b"dialed") is True      # to its default destination
+        kind, message = owner.next()
+        assert (kind, message.id, message.data) == (UDP, listening, b"dialed")
+        assert driver.udp_address(message)[1] == driver.server.address(dialing)[1]
+    finally:
+        driver.close(dialing)
+        driver.close(listening)
 
 
 def test_routing_by_opaque(driver: Driver) -> None:
@@ -426,7 +457,7 @@ def test_free_wakes_readers_and_is_idempotent(leak_check: None) -> None:
         gs.start(socket_id)
         results: List[Any] = []
         reader = gevent.spawn(lambda: results.append(gs.read(socket_id, 10)))
-        gevent.sleep(0.02)
+        reader_waits(socket_id)
         drv.free()
         drv.free()
         reader.join(5)

@@ -396,8 +396,8 @@ def test_importing_the_plugin_is_inert() -> None:
 
 
 def _doc_files() -> Dict[str, str]:
-    """The python blocks of README.md, keyed by their ``# name.py`` line."""
-    text = (REPO / "README.md").read_text()
+    """The python blocks of docs/testing.md, keyed by their ``# name.py`` line."""
+    text = (REPO / "docs" / "testing.md").read_text()
     files = {}
     for block in re.findall(r"```python\n(# [\w.]+\.py\n.*?)```", text, re.S):
         name = block.splitlines()[0].lstrip("# ").strip()

@@ -300,3 +300,21 @@ def test_release_of_a_paused_socket_with_unread_bytes(leak_check):
                 raise ConnectionResetError("EOF")
     client.close()
     assert SOCKET_CLOSE not in [m.type for m in ev.seen[3:]]
+
+
+def test_peer_closed_sees_a_fin_behind_unread_bytes(server, events):
+    # A paused socket reads nothing: peer_closed() is how its owner learns
+    # that the peer went away (the socket pool uses it for abandoned ids).
+    socket_id, client, listen_id = gevent_pair(server, events)
+    server.pause(socket_id)
+    assert server.peer_closed(socket_id) is False
+    client.sendall(b"unread" * 1000)
+    gevent.sleep(0.02)
+    assert server.peer_closed(socket_id) is False      # data alone is no close
+    client.close()
+    wait_until(lambda: server.peer_closed(socket_id))
+    assert info_row(server, socket_id).read == 0        # nothing was read to learn it
+    assert server.peer_closed(listen_id) is False       # not a connection
+    assert server.peer_closed(987654) is False          # unknown
+    server.close(socket_id)
+    assert server.peer_closed(socket_id) is False       # gone

@@ -303,18 +303,25 @@ def test_block_connect_refused_raises(server, events):
 
 
 def test_block_connect_blocks_only_the_calling_greenlet(server, events, closer):
-    lsock, port = gevent_listener(closer)
-    ticks = []
-
-    def ticker():
-        for _ in range(3):
-            ticks.append(1)
-            gevent.sleep(0)
-
-    glet = gevent.spawn(ticker)
-    socket_id = server.block_connect("127.0.0.1", port)
-    glet.join(5)
-    assert socket_id > 0 and len(ticks) == 3
+    # A listener whose accept queue is full (backlog 0 holds one) drops our
+    # SYN: block_connect waits for the retransmission, in its greenlet only.
+    lsock, port = bound_gevent_socket(closer, stdlib_socket.SOCK_STREAM, "127.0.0.1")
+    lsock.listen(0)
+    filler = gevent.socket.create_connection(("127.0.0.1", port))
+    closer(filler)
+    other_id, other_client, _ = gevent_pair(server, events)
+    closer(other_client)
+    connecting = gevent.spawn(server.block_connect, "127.0.0.1", port)
+    gevent.sleep(0.05)
+    # While it waits, this greenlet runs and another socket is served.
+    assert not connecting.dead
+    other_client.sendall(b"meanwhile")
+    assert events.data(other_id, 9) == b"meanwhile"
+    assert not connecting.dead
+    conn, _ = lsock.accept()              # room in the queue: the retry gets in
+    closer(conn)
+    socket_id = connecting.get(timeout=10)
+    assert socket_id > 0 and info_row(server, socket_id).type == "TCP"
 
 
 def test_nodelay_sets_tcp_nodelay(server, events, closer):

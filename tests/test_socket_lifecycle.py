@@ -23,7 +23,8 @@ from gsocket import socket as gs
 pytest_plugins = ["_peers"]                 # fixtures: pair, unstarted_pair
 
 from _peers import (  # noqa: E402
-    GeventListener, Pair, closed_port, make_pair, recv_exactly, recv_until_eof, row, wait_for,
+    GeventListener, Pair, closed_port, make_pair, reader_waits, recv_exactly, recv_until_eof,
+    routed, row, wait_for,
 )
 
 
@@ -196,7 +197,7 @@ def test_accepted_id_handed_unstarted_to_another_greenlet(unstarted_pair: Pair) 
         return gs.readall(socket_id)
 
     worker = gevent.spawn(agent, p.id)
-    gevent.sleep(0.05)
+    reader_waits(p.id)
     p.client.sendall(b"and after")
     p.client.shutdown(stdlib_socket.SHUT_WR)
     assert worker.get(timeout=5) == b"before and after"
@@ -297,7 +298,7 @@ def test_close_wakes_a_blocked_reader_with_none_first(pair: Pair) -> None:
         order.append(("read", gs.read(pair.id, 100)))
 
     greenlet = gevent.spawn(reader)
-    gevent.sleep(0.05)
+    reader_waits(pair.id)
     gs.close(pair.id)
     order.append("closed")
     greenlet.get(timeout=5)
@@ -344,7 +345,7 @@ def test_close_from_inside_the_reading_greenlet(pair: Pair) -> None:
 
 def test_two_closers_and_a_reader_all_return(pair: Pair) -> None:
     reader = gevent.spawn(gs.read, pair.id, 100)
-    gevent.sleep(0.02)
+    reader_waits(pair.id)
     closers = [gevent.spawn(gs.close, pair.id) for _ in range(2)]
     assert reader.get(timeout=5) is None
     gevent.joinall(closers, timeout=5, raise_error=True)
@@ -359,7 +360,7 @@ def test_close_from_a_callback_wakes_a_reader(driver) -> None:
     a, b = make_pair(), make_pair()
     try:
         reader = gevent.spawn(gs.read, b.id, 10)
-        gevent.sleep(0.02)
+        reader_waits(b.id)
         gs.onclose(a.id, lambda socket_id: gs.close(b.id))
         a.client.close()
         assert reader.get(timeout=5) is None
@@ -393,7 +394,7 @@ def test_peer_reset_wakes_reader_and_closes_once(pair: Pair, caplog) -> None:
     gs.onclose(pair.id, closes.append)
     gs.write(pair.id, b"w" * (8 << 20))
     reader = gevent.spawn(gs.read, pair.id, 100)
-    gevent.sleep(0.02)
+    reader_waits(pair.id)
     pair.client.setsockopt(stdlib_socket.SOL_SOCKET, stdlib_socket.SO_LINGER,
                            struct.pack("ii", 1, 0))
     pair.client.close()
@@ -413,7 +414,7 @@ def test_peer_reset_wakes_reader_and_closes_once(pair: Pair, caplog) -> None:
 def test_shutdown_is_forceful_but_keeps_buffered_input(pair: Pair) -> None:
     pair.client.sendall(b"bye")
     wait_for(lambda: row(pair.id).read == 3)
-    gevent.sleep(0.01)
+    routed()
     data = b"x" * (10 << 20)
     gs.write(pair.id, data)
     gs.shutdown(pair.id)
@@ -430,7 +431,7 @@ def test_shutdown_is_forceful_but_keeps_buffered_input(pair: Pair) -> None:
 
 def test_shutdown_wakes_a_blocked_reader(pair: Pair) -> None:
     reader = gevent.spawn(gs.readline, pair.id)
-    gevent.sleep(0.02)
+    reader_waits(pair.id)
     gs.shutdown(pair.id)
     assert reader.get(timeout=5) is None
 
@@ -455,13 +456,13 @@ def test_abandon_then_start_keeps_buffered_bytes(pair: Pair) -> None:
     pair.client.sendall(b"part1")
     wait_for(lambda: row(pair.id).read == 5)
     reader = gevent.spawn(gs.read, pair.id, 100)      # a reader in the old owner
-    gevent.sleep(0.02)
+    reader_waits(pair.id)
     gs.abandon(pair.id)
     assert reader.get(timeout=5) is None              # wakes with None
     assert gs.invalid(pair.id)
     pair.client.sendall(b"-mid")                      # arrives between abandon and start
     wait_for(lambda: row(pair.id).read == 9)
-    gevent.sleep(0.02)
+    routed()
 
     def new_owner() -> bytes:
         assert gs.start(pair.id) == pair.id
@@ -476,30 +477,71 @@ def test_abandon_then_start_keeps_buffered_bytes(pair: Pair) -> None:
     assert worker.get(timeout=5) == b"part1-mid-part2"
 
 
-def test_abandoned_reader_cannot_take_bytes_meant_for_the_new_owner(pair: Pair, driver) -> None:
+@pytest.mark.usefixtures("leak_check")
+def test_abandoned_reader_cannot_take_bytes_meant_for_the_new_owner() -> None:
     # The old reader is woken by abandon() but runs later; DATA that the
     # dispatcher handles in between belongs to whoever start()s the id next.
-    # driver.route() delivers that DATA event deterministically.
-    from gsocket.events import SOCKET_DATA, SocketMessage
+    # A driver routed by hand (no dispatcher) makes that order exact, with
+    # the bytes coming from a real peer.
+    from gevent import get_hub
 
-    pair.client.sendall(b"abc")
-    wait_for(lambda: row(pair.id).read == 3)
-    gevent.sleep(0.02)
-    old_reader = gevent.spawn(gs.read, pair.id, 5)
-    gevent.sleep(0.02)
-    gs.abandon(pair.id)                                   # old_reader: wake scheduled
-    driver.route(SocketMessage(SOCKET_DATA, pair.id, gs._pool().opaque, 2, b"de"))
-    assert gs.start(pair.id) == pair.id                   # the new owner takes over
-    assert old_reader.get(timeout=5) is None
-    assert gs.read(pair.id, 5, timeout=5) == b"abcde"
-    # the same for read() without a size
-    any_reader = gevent.spawn(gs.read, pair.id)
-    gevent.sleep(0.02)
-    gs.abandon(pair.id)
-    driver.route(SocketMessage(SOCKET_DATA, pair.id, gs._pool().opaque, 3, b"fgh"))
-    gs.start(pair.id)
-    assert any_reader.get(timeout=5) is None
-    assert gs.read(pair.id, 3, timeout=5) == b"fgh"
+    from gsocket import driver as driver_module
+
+    hub = get_hub()
+    drv = driver_module.Driver(start=False)
+    previous = driver_module.install_default(drv, hub)
+
+    def route_until(predicate: Any) -> None:
+        with gevent.Timeout(5, AssertionError("event not routed")):
+            while not predicate():
+                assert drv.poll(5) == 1
+
+    def route_next_now(data: bytes) -> None:
+        # The peer's bytes have reached the server (queued as DATA) before
+        # this greenlet yields again: route them before anyone else runs.
+        wait_for(lambda: drv.server.pending_events > 0)
+        message = drv.server.poll(0)
+        assert message is not None and message.data == data
+        drv.route(message)
+
+    client = None
+    try:
+        listen_id = gs.listen("127.0.0.1", 0)
+        accepted: List[int] = []
+        gs.start(listen_id, lambda socket_id, address: accepted.append(socket_id))
+        client = gevent.socket.create_connection(gs.address(listen_id))
+        route_until(lambda: accepted)
+        socket_id = accepted[0]
+        gs.start(socket_id)
+        client.sendall(b"abc")
+        route_until(lambda: row(socket_id).read == 3 and drv.server.pending_events == 0)
+        old_reader = gevent.spawn(gs.read, socket_id, 5)
+        reader_waits(socket_id)                           # for 2 more bytes
+        client.sendall(b"de")
+        wait_for(lambda: drv.server.pending_events > 0)
+        gs.abandon(socket_id)                             # old_reader: wake scheduled
+        route_next_now(b"de")                             # DATA "de" meanwhile
+        assert not old_reader.dead
+        assert gs.start(socket_id) == socket_id           # the new owner takes over
+        assert old_reader.get(timeout=5) is None
+        assert gs.read(socket_id, 5, timeout=5) == b"abcde"
+        route_until(lambda: drv.server.pending_events == 0)   # OPEN "transfer"
+        # the same for read() without a size
+        any_reader = gevent.spawn(gs.read, socket_id)
+        reader_waits(socket_id)
+        client.sendall(b"fgh")
+        wait_for(lambda: drv.server.pending_events > 0)
+        gs.abandon(socket_id)
+        route_next_now(b"fgh")
+        assert not any_reader.dead
+        gs.start(socket_id)
+        assert any_reader.get(timeout=5) is None
+        assert gs.read(socket_id, 3, timeout=5) == b"fgh"
+    finally:
+        if client is not None:
+            client.close()
+        drv.free()
+        driver_module.install_default(previous, hub)
 
 
 def test_abandon_drops_onclose_and_start_after_peer_closed(pair: Pair) -> None:
@@ -507,7 +549,7 @@ def test_abandon_drops_onclose_and_start_after_peer_closed(pair: Pair) -> None:
     gs.onclose(pair.id, closes.append)
     pair.client.sendall(b"last words")
     wait_for(lambda: row(pair.id).read == 10)
-    gevent.sleep(0.02)
+    routed()
     gs.abandon(pair.id)
     pair.client.close()
     gevent.sleep(0.05)
@@ -518,8 +560,15 @@ def test_abandon_drops_onclose_and_start_after_peer_closed(pair: Pair) -> None:
     assert closes == []
 
 
-def test_abandon_unknown_is_noop() -> None:
+def test_abandon_unknown_is_noop(pair: Pair) -> None:
+    before = gs.netstat()
     gs.abandon(31337)
+    assert gs.netstat() == before                  # nothing closed, nothing made
+    assert gs.invalid(31337)
+    with pytest.raises(ConnectionError):
+        gs.start(31337)                            # and nothing kept for it
+    pair.client.sendall(b"ok")                     # the others are untouched
+    assert gs.read(pair.id, 2, timeout=5) == b"ok"
 
 
 # ---------------------------------------------------------------------- onclose
@@ -659,7 +708,8 @@ def test_limit_closes_a_socket_with_too_much_unread(pair: Pair, caplog) -> None:
 def test_limit_without_reader(pair: Pair) -> None:
     gs.limit(pair.id, 100)
     pair.client.sendall(b"y" * 50)
-    gevent.sleep(0.05)
+    wait_for(lambda: row(pair.id).read == 50)
+    routed()                                    # the pool has seen the 50 bytes
     assert gs.disconnected(pair.id) is False
     pair.client.sendall(b"y" * 60)
     wait_for(lambda: gs.disconnected(pair.id))
@@ -669,7 +719,7 @@ def test_limit_without_reader(pair: Pair) -> None:
 def test_limit_not_checked_while_a_sized_read_waits(pair: Pair) -> None:
     gs.limit(pair.id, 100)
     reader = gevent.spawn(gs.read, pair.id, 1000)
-    gevent.sleep(0.02)
+    reader_waits(pair.id)
     data = bytes(range(250)) * 4
     pair.client.sendall(data)
     assert reader.get(timeout=5) == data
@@ -865,8 +915,18 @@ def test_udp_without_destination_and_wrong_family() -> None:
     assert gs.sendto(udp_id, ("::1", 9), b"v6 on v4") is False  # family mismatch
     with pytest.raises(ValueError):
         gs.udp_address(b"\x03garbage")
-    gs.udp_connect(udp_id, "127.0.0.1", closed_port(), callback=lambda *a: None)
+    peer = gevent.socket.socket(stdlib_socket.AF_INET, stdlib_socket.SOCK_DGRAM)
+    try:
+        peer.bind(("127.0.0.1", 0))
+        port = peer.getsockname()[1]
+        peer.settimeout(5)
+        gs.udp_connect(udp_id, "127.0.0.1", port, callback=lambda *a: None)
+        assert gs.write(udp_id, b"now somewhere") is True      # a default destination now
+        assert peer.recv(100) == b"now somewhere"
+    finally:
+        peer.close()
     gs.close(udp_id)
+    assert gs.write(udp_id, b"closed") is False
     assert gs.sendto(udp_id, ("127.0.0.1", 9), b"closed") is False
 
 

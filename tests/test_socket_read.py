@@ -15,7 +15,7 @@ from gsocket import socket as gs
 
 pytest_plugins = ["_peers"]                 # fixture: pair
 
-from _peers import Pair, row, wait_for  # noqa: E402
+from _peers import Pair, reader_waits, routed, row, wait_for  # noqa: E402
 
 
 pytestmark = pytest.mark.usefixtures("driver")
@@ -38,7 +38,7 @@ def send_pieces(client, data: bytes, sizes, delay: float = 0.0) -> None:
 def wait_buffered(socket_id: int, nbytes: int) -> None:
     """Wait until the server side has read nbytes from the kernel."""
     wait_for(lambda: (r := row(socket_id)) is not None and r.read >= nbytes)
-    gevent.sleep(0.01)  # let the dispatcher push the DATA events
+    routed()            # and the dispatcher has pushed the DATA events
 
 
 # ---------------------------------------------------------------------- read(n)
@@ -102,12 +102,12 @@ def test_read_any_returns_everything_buffered(pair: Pair) -> None:
 
 def test_read_any_waits_for_the_next_packet_only(pair: Pair) -> None:
     reader = gevent.spawn(gs.read, pair.id)
-    gevent.sleep(0.1)
+    reader_waits(pair.id)
     assert not reader.ready()         # nothing buffered: it waits
     pair.client.sendall(b"first")
     assert reader.get(timeout=5) == b"first"
     reader = gevent.spawn(gs.read, pair.id)
-    gevent.sleep(0.05)
+    reader_waits(pair.id)
     assert not reader.ready()
     pair.client.sendall(b"second")
     assert reader.get(timeout=5) == b"second"
@@ -189,7 +189,7 @@ def test_readall_waits_for_close_and_returns_everything(pair: Pair) -> None:
     reader = gevent.spawn(gs.readall, pair.id)
     data = bytes(range(256)) * 4  # 1024 bytes
     send_pieces(pair.client, data, [100] * 11, delay=0.005)
-    gevent.sleep(0.05)
+    wait_buffered(pair.id, len(data))
     assert not reader.ready()          # peer still connected
     pair.client.close()
     assert reader.get(timeout=5) == data
@@ -233,7 +233,7 @@ def test_readall_of_unknown_id_is_empty(driver) -> None:
 
 def test_block_true_on_data_and_consumes_nothing(pair: Pair) -> None:
     blocker = gevent.spawn(gs.block, pair.id)
-    gevent.sleep(0.05)
+    reader_waits(pair.id)
     assert not blocker.ready()
     pair.client.sendall(b"data")
     assert blocker.get(timeout=5) is True
@@ -243,7 +243,7 @@ def test_block_true_on_data_and_consumes_nothing(pair: Pair) -> None:
 
 def test_block_false_when_peer_closes(pair: Pair) -> None:
     blocker = gevent.spawn(gs.block, pair.id)
-    gevent.sleep(0.05)
+    reader_waits(pair.id)
     pair.client.close()
     assert blocker.get(timeout=5) is False
     assert gs.block(pair.id) is False
@@ -254,7 +254,7 @@ def test_block_false_when_peer_closes(pair: Pair) -> None:
 def test_read_n_none_when_peer_closes_short_bytes_kept(pair: Pair) -> None:
     reader = gevent.spawn(gs.read, pair.id, 10)
     pair.client.sendall(b"12345")
-    gevent.sleep(0.05)
+    wait_buffered(pair.id, 5)
     pair.client.close()
     assert reader.get(timeout=5) is None
     assert gs.read(pair.id, 10) is None          # at once now, still None
@@ -295,7 +295,7 @@ SECOND_READERS = {
 def test_second_reader_gets_runtime_error(pair: Pair) -> None:
     for name, second in SECOND_READERS.items():
         first = gevent.spawn(gs.read, pair.id, 5)
-        gevent.sleep(0.02)
+        reader_waits(pair.id)
         with pytest.raises(RuntimeError):
             second(pair.id)
         pair.client.sendall(b"hello")
@@ -338,8 +338,9 @@ def test_every_read_times_out_keeping_bytes(pair: Pair) -> None:
         for _ in range(2):
             with pytest.raises(TimeoutError):
                 call(pair.id)
+        before = row(pair.id).read
         pair.client.sendall(b"ab")
-        gevent.sleep(0.02)
+        wait_buffered(pair.id, before + 2)
         # bytes that arrived while nobody waited (or after a timeout) are all there
         pair.client.sendall(b"c\n")
         assert gs.readline(pair.id, timeout=5) == b"abc", name
@@ -387,7 +388,7 @@ def test_second_reader_cannot_take_buffered_bytes(pair: Pair) -> None:
     # A waiting reader owns the buffer: a second reader must not take bytes
     # from under it, even when they are already buffered.
     first = gevent.spawn(gs.read, pair.id, 10)
-    gevent.sleep(0.02)
+    reader_waits(pair.id)
     pair.client.sendall(b"01234")
     wait_buffered(pair.id, 5)
     for steal in (lambda: gs.read(pair.id, 4), lambda: gs.read(pair.id),

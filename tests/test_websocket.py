@@ -3,9 +3,11 @@ the ``websockets`` package's sync client and server, run in OS threads.
 
 Server side: text, binary, 1 MiB, fragments, ping/pong, close codes both
 ways, 1009 on oversize, 1002 on an unmasked client frame, abrupt disconnect,
-400 without upgrade, 404 on another path. Client side: websocket.connect
-against a websockets server. Random bytes after the handshake: a clean
-close, no error in the dispatcher.
+400 without upgrade, 404 on another path, 408 for a slow upgrade; writes of
+one turn in one send, a blocking handler's reply still sent. Client side:
+websocket.connect against a websockets server (fragments, its pings, 1009),
+a connect timeout; wss:// without TLS. Random bytes after the handshake: a
+clean close, no error in the dispatcher.
 """
 
 from __future__ import annotations
@@ -411,7 +413,15 @@ class ThreadServer:
                 if message == "close-4010":
                     ws.close(4010, "as asked")
                     break
-                ws.send(message)
+                if message == "fragments":             # one message in three frames
+                    ws.send(["frag", "mént", "ed"])
+                    ws.send([b"\x01", b"", b"\x02\x03"])
+                elif message == "ping-me":             # answered by the client itself
+                    ws.send("pong seen" if ws.ping(b"srv").wait(WAIT) else "no pong")
+                elif message == "send-2k":
+                    ws.send(b"x" * 2048)
+                else:
+                    ws.send(message)
         except ConnectionClosed:
             pass
         self.codes.append(ws.close_code)
@@ -451,6 +461,24 @@ def test_client_against_websockets_server(thread_server):
     wait_codes(thread_server, [4005])
 
 
+def test_client_fragments_pings_and_oversize(thread_server):
+    """The client side against the websockets server: fragmented messages
+    reassembled, the server's ping answered without the caller's help, a
+    message over the client's max_message closed with 1009."""
+    socket_id = websocket.connect(f"ws://127.0.0.1:{thread_server.port}/", timeout=WAIT, max_message=1024)
+    try:
+        assert websocket.write(socket_id, "fragments")
+        assert websocket.read(socket_id, timeout=WAIT) == "fragménted"
+        assert websocket.read(socket_id, timeout=WAIT) == b"\x01\x02\x03"
+        assert websocket.write(socket_id, "ping-me")
+        assert websocket.read(socket_id, timeout=WAIT) == "pong seen"
+        assert websocket.write(socket_id, "send-2k")
+        assert websocket.read(socket_id, timeout=WAIT) is None
+    finally:
+        websocket.close(socket_id)
+    wait_codes(thread_server, [1009])
+
+
 def test_client_sees_server_close(thread_server):
     socket_id = websocket.connect(f"ws://127.0.0.1:{thread_server.port}/", timeout=WAIT)
     assert websocket.write(socket_id, "close-4010")
@@ -472,6 +500,54 @@ def test_client_refused_and_unreachable():
         websocket.connect(f"ws://127.0.0.1:{port}/", timeout=WAIT)
     with pytest.raises(ValueError):
         websocket.connect("http://127.0.0.1:1/")
+
+
+def test_timeouts_block_only_the_caller():
+    """accept(timeout=): an upgrade request too slow to arrive gets 408 and
+    accept returns False; connect(timeout=): a server that never answers the
+    upgrade is a TimeoutError. Meanwhile other greenlets run on."""
+    ticks = []
+
+    def ticker() -> None:
+        while True:
+            ticks.append(1)
+            gevent.sleep(0.01)
+
+    running = gevent.spawn(ticker)
+    try:
+        with WsServer(timeout=0.3) as server:
+            sock = gevent_client(server.port)
+            try:
+                sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n")   # never ends
+                reply = recv_to_eof(sock)
+            finally:
+                sock.close()
+            server.wait_done()
+        assert reply.startswith(b"HTTP/1.1 408 ")
+        assert server.results == [False] and server.handlers[0].calls == []
+
+        mute = stdlib_socket.socket()       # the kernel completes the TCP handshake; nobody answers
+        try:
+            mute.bind(("127.0.0.1", 0))
+            mute.listen(4)
+            before = len(ticks)
+            with pytest.raises(TimeoutError):
+                websocket.connect("ws://127.0.0.1:%d/" % mute.getsockname()[1], timeout=0.3)
+            assert len(ticks) - before >= 5, "connect blocked the hub"
+        finally:
+            mute.close()
+    finally:
+        running.kill()
+
+
+def test_wss_without_tls_support_is_a_clear_error():
+    """wss:// waits for TLS in gsocket.socket.open (API section 7: "once TLS
+    exists"); until then it is a ValueError naming TLS, before any connect."""
+    assert not websocket._OPEN_TAKES_TLS, "socket.open takes TLS now: test wss:// for real here"
+    with pytest.raises(ValueError, match="TLS"):
+        websocket.connect("wss://127.0.0.1:1/", timeout=WAIT)
+    with pytest.raises(ValueError, match="TLS"):
+        websocket.connect("ws://127.0.0.1:1/", timeout=WAIT, ssl_context=object())
 
 
 def test_gsocket_client_and_server():

@@ -1,4 +1,4 @@
-"""The chat server (API.md section 8): standalone by default, scaled out over Redis.
+"""The chat server (docs/chat.md): standalone by default, scaled out over Redis.
 
 Run it with ``gsocket-chat`` or ``python -m gsocket chat`` (see
 :mod:`gsocket.cli`); embed it with :class:`ChatServer`.

@@ -40,7 +40,7 @@ class Private:
 
 @dataclass(frozen=True)
 class Joined:
-    """``nick`` entered ``room``."""
+    """``nick`` entered ``room`` (joined it or connected into it)."""
 
     room: str
     nick: str

@@ -43,7 +43,7 @@ class Cluster(Protocol):
         (True while the link is down: reconciled when it is back)."""
 
     def release(self, nick: str) -> None:
-        """Give ``nick`` back."""
+        """Give ``nick`` back, so that someone else may take it."""
 
     def next_guest(self) -> Optional[int]:
         """A service-wide counter for guest nicks, or None."""
@@ -115,19 +115,24 @@ class Outbox:
         self.closing: List[Tuple[Session, str]] = []
 
     def send(self, event: Event, sessions: Sequence[Session]) -> None:
+        """Deliver ``event`` to each of ``sessions`` (nothing when empty)."""
         if sessions:
             self.deliveries.append((event, sessions))
 
     def reply(self, user: User, event: Event) -> None:
+        """Deliver ``event`` to ``user``'s own session only."""
         self.deliveries.append((event, (user.session,)))
 
     def publish(self, event: Outgoing, record: bool = False) -> None:
+        """Hand ``event`` to the other nodes (``record``: add it to the room's history)."""
         self.published.append((event, record))
 
     def close(self, session: Session, reason: str) -> None:
+        """Ask for ``session`` to be closed, telling it ``reason``."""
         self.closing.append((session, reason))
 
     def extend(self, other: "Outbox") -> "Outbox":
+        """Append everything ``other`` asks for; return this outbox."""
         self.deliveries.extend(other.deliveries)
         self.published.extend(other.published)
         self.closing.extend(other.closing)

@@ -1,4 +1,4 @@
-"""The IRC door (API.md section 8, ``--irc PORT``): the chat's rooms as IRC
+"""The IRC door (docs/chat.md, ``--irc PORT``): the chat's rooms as IRC
 channels (room ``lobby`` is ``#lobby``), for irssi, weechat, HexChat, ii.
 
 Each client gets a greenlet. It splits the input into IRC lines

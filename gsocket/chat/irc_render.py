@@ -95,7 +95,7 @@ class IrcRenderer:
     # ------------------------------------------------------------------ replies
 
     def welcome(self, me: str, version: str, created: str, network: str) -> bytes:
-        """The registration replies 001-005."""
+        """The registration replies 001-005, as bytes ready to send."""
         host = self.server_name
         return b"".join([
             self.numeric(Numeric.RPL_WELCOME, me, f"Welcome to the {network} chat, {self.prefix(me)}"),

@@ -15,7 +15,7 @@ from typing import NamedTuple, Optional
 
 __all__ = ["FloodPolicy", "Verdict", "LINE_RATE", "LINE_BURST", "FLOOD_PATIENCE"]
 
-#: Sustained lines per second a client may send (API.md: "say over 20 lines/s").
+#: Sustained lines per second a client may send (docs/chat.md: "more than 20 lines/s sustained").
 LINE_RATE = 20.0
 #: Lines a client may send at once before throttling starts (a paste).
 LINE_BURST = 40

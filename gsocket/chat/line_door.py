@@ -1,4 +1,4 @@
-"""The line-protocol door (API.md section 8): one greenlet per TCP client.
+"""The line-protocol door (docs/chat.md): one greenlet per TCP client.
 
 Each client is a :class:`LineSession`: the core's events are rendered by
 :mod:`gsocket.chat.render` and written with ``socket.write`` (never

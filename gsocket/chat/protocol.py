@@ -1,4 +1,4 @@
-"""The line protocol of API.md section 8, sans-I/O: framing, names, commands.
+"""The line protocol of docs/chat.md, sans-I/O: framing, names, commands.
 
 :class:`LineSplitter` turns received bytes into lines (LF or CR LF, at most
 :data:`MAX_LINE` bytes each); :func:`decode_line` checks the UTF-8;
@@ -114,43 +114,51 @@ class SayCmd:
 
 @dataclass(frozen=True)
 class NickCmd:
+    """``/nick NAME``: take a new nick."""
+
     name: str
 
 
 @dataclass(frozen=True)
 class JoinCmd:
+    """``/join ROOM``: leave the current room for ``room``."""
+
     room: str
 
 
 @dataclass(frozen=True)
 class RoomsCmd:
-    pass
+    """``/rooms``: list the rooms with member counts."""
 
 
 @dataclass(frozen=True)
 class WhoCmd:
-    pass
+    """``/who``: list the members of the current room."""
 
 
 @dataclass(frozen=True)
 class MsgCmd:
+    """``/msg NICK text``: a private message to ``nick``."""
+
     nick: str
     text: str
 
 
 @dataclass(frozen=True)
 class MeCmd:
+    """``/me text``: an action in the current room."""
+
     text: str
 
 
 @dataclass(frozen=True)
 class HelpCmd:
-    pass
+    """``/help``: the list of commands."""
 
 
 @dataclass(frozen=True)
 class QuitCmd:
-    pass
+    """``/quit``: end the session and disconnect."""
 
 
 Command = Union[SayCmd, NickCmd, JoinCmd, RoomsCmd, WhoCmd, MsgCmd, MeCmd, HelpCmd, QuitCmd]

@@ -268,7 +268,7 @@ class RedisCluster:
         return bool(won)
 
     def release(self, nick: str) -> None:
-        """Give ``nick`` back (queued)."""
+        """Give ``nick`` back (queued to Redis); never blocks."""
         key = name_key(nick)
         token = self.tokens.pop(key, None)
         self._nicks.pop(key, None)

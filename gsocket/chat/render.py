@@ -1,4 +1,4 @@
-"""Events -> the text lines of the line protocol (API.md section 8), sans-I/O.
+"""Events -> the text lines of the line protocol (docs/chat.md), sans-I/O.
 
 Messages are ``[ROOM] NICK: TEXT`` (actions ``[ROOM] * NICK TEXT``), private
 messages ``[pm] NICK: TEXT``, notices start with ``* ``, errors with ``! ``,

@@ -1,4 +1,4 @@
-"""The browser door (API.md section 8, ``--web PORT``): one HTTP port with
+"""The browser door (docs/chat.md, ``--web PORT``): one HTTP port with
 the chat page at ``/`` and the line protocol over a WebSocket at ``/ws``.
 
 Each connection gets a greenlet. It reads HTTP requests with

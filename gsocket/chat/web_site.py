@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 
 __all__ = ["WebSite", "Reply", "CONTENT_TYPES", "WEBSOCKET_PATH"]
 
-#: Where the WebSocket of the line protocol lives (API.md section 8).
+#: Where the WebSocket of the line protocol lives (docs/chat.md).
 WEBSOCKET_PATH = "/ws"
 
 #: Content types by file extension (text is UTF-8).
@@ -121,7 +121,7 @@ class WebSite:
 
     @property
     def paths(self) -> List[str]:
-        """Every path served, sorted."""
+        """Every path the site serves, sorted."""
         return sorted(self._files)
 
     @staticmethod
