@@ -21,7 +21,7 @@ from __future__ import annotations
 import errno
 import os
 from functools import partial
-from typing import TYPE_CHECKING, Any, Callable, List, Optional, Set, Tuple
+from typing import Any, Callable, List, Optional, Set, Tuple
 
 import _socket
 import gevent
@@ -44,9 +44,6 @@ from .events import (
     SOCKET_ACCEPT, SOCKET_CLOSE, SOCKET_DATA, SOCKET_ERR, SOCKET_ERROR, SOCKET_EXIT,
     SOCKET_OPEN, SOCKET_UDP, SOCKET_WARNING, SendData, SocketInfo, SocketMessage,
 )
-
-if TYPE_CHECKING:
-    import ssl
 
 __all__ = [
     "SocketServer", "SocketMessage", "SocketInfo", "SendData", "MAX_SOCKET",
@@ -197,7 +194,7 @@ class SocketServer(UdpOperations):
     # ------------------------------------------------------------------ TCP: listen / accept
 
     def listen(self, host: Optional[str], port: Optional[int], backlog: int = 32, opaque: int = 0,
-               reuseport: bool = False, *, ssl_context: Optional["ssl.SSLContext"] = None) -> int:
+               reuseport: bool = False, *, ssl_context: Any = None) -> int:
         """Bind and listen now; return the listen id. Raises OSError when the
         address cannot be bound. ACCEPT events start only after start(id).
         ``host`` ``"unix:/path"`` (port None) listens on a unix socket: a
@@ -316,7 +313,7 @@ class SocketServer(UdpOperations):
     # ------------------------------------------------------------------ TCP: connect
 
     def connect(self, host: str, port: Optional[int], opaque: int = 0, *,
-                ssl_context: Optional["ssl.SSLContext"] = None,
+                ssl_context: Any = None,
                 server_hostname: Optional[str] = None) -> int:
         """Start a non-blocking connect; return the id at once. OPEN (data =
         peer "host:port") or ERROR follows. Data sent meanwhile is queued.
@@ -356,7 +353,7 @@ class SocketServer(UdpOperations):
         slot.resolved(addresses)
 
     def _connecting_slot(self, opaque: int, sock: Any, host: str,
-                         ssl_context: Optional["ssl.SSLContext"],
+                         ssl_context: Any,
                          server_hostname: Optional[str]) -> ConnectingSlot:
         if ssl_context is None:
             return ConnectingSlot(self._host, opaque, sock)
@@ -366,7 +363,7 @@ class SocketServer(UdpOperations):
         return TlsSlot(self._host, opaque, ssl_context, False, server_hostname, sock)
 
     def block_connect(self, host: str, port: Optional[int], opaque: int = 0, *,
-                      ssl_context: Optional["ssl.SSLContext"] = None,
+                      ssl_context: Any = None,
                       server_hostname: Optional[str] = None) -> int:
         """Connect, blocking only the calling greenlet; return the id of a
         connected, reading socket (OPEN follows), or raise OSError. With
