@@ -152,3 +152,10 @@ def test_no_module_outgrows_600_lines() -> None:
              for path in module_names(PACKAGE).values()}
     assert len(sizes) > 20
     assert {name: n for name, n in sizes.items() if n > MAX_LINES} == {}
+
+
+def test_the_layout_page_names_every_module() -> None:
+    layout = (PACKAGE.parent / "docs" / "layout.md").read_text()
+    missing = sorted(str(path.relative_to(PACKAGE)) for path in PACKAGE.rglob("*.py")
+                     if path.name != "__init__.py" and path.name not in layout)
+    assert not missing, f"docs/layout.md does not name {missing}"
