@@ -313,8 +313,7 @@ class SocketServer(UdpOperations):
     # ------------------------------------------------------------------ TCP: connect
 
     def connect(self, host: str, port: Optional[int], opaque: int = 0, *,
-                ssl_context: Any = None,
-                server_hostname: Optional[str] = None) -> int:
+                ssl_context: Any = None, server_hostname: Optional[str] = None) -> int:
         """Start a non-blocking connect; return the id at once. OPEN (data =
         peer "host:port") or ERROR follows. Data sent meanwhile is queued.
         Reading starts by itself once connected. With ``ssl_context`` the
@@ -352,8 +351,7 @@ class SocketServer(UdpOperations):
             return
         slot.resolved(addresses)
 
-    def _connecting_slot(self, opaque: int, sock: Any, host: str,
-                         ssl_context: Any,
+    def _connecting_slot(self, opaque: int, sock: Any, host: str, ssl_context: Any,
                          server_hostname: Optional[str]) -> ConnectingSlot:
         if ssl_context is None:
             return ConnectingSlot(self._host, opaque, sock)
@@ -363,8 +361,7 @@ class SocketServer(UdpOperations):
         return TlsSlot(self._host, opaque, ssl_context, False, server_hostname, sock)
 
     def block_connect(self, host: str, port: Optional[int], opaque: int = 0, *,
-                      ssl_context: Any = None,
-                      server_hostname: Optional[str] = None) -> int:
+                      ssl_context: Any = None, server_hostname: Optional[str] = None) -> int:
         """Connect, blocking only the calling greenlet; return the id of a
         connected, reading socket (OPEN follows), or raise OSError. With
         ``ssl_context`` it returns once the TLS handshake is done, and a

@@ -15,6 +15,7 @@ from typing import Any, Callable, Optional
 
 import gevent
 
+from . import _flow
 from . import socket as _socket_api
 from .connection import Connection
 
@@ -55,7 +56,7 @@ def _run(handler: Callable[[Connection], Any], socket_id: int, peer: str) -> Non
         _socket_api.start(socket_id)
     except ConnectionError:
         return                                   # gone before its handler ran
-    if not _socket_api._wait_open(socket_id):    # a TLS handshake that failed
+    if not _flow.wait_open(_socket_api._pool(), socket_id):   # a failed TLS handshake
         _socket_api.close(socket_id)
         return
     try:

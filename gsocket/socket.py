@@ -68,16 +68,6 @@ def _pool(create: bool = False) -> SocketPool:
     return pool_of(_driver.current())
 
 
-def _wait_open(socket_id: int) -> bool:
-    """For code that starts accepted ids (gsocket.serve): block the calling
-    greenlet while the id's TLS handshake runs; True once open (at once for
-    a plain TCP id), False when the handshake failed or the id closed."""
-    pool = _pool()
-    _refuse_foreign_thread(pool, "a TLS handshake wait")
-    pool.driver.before_block()
-    return pool.wait_open_id(socket_id)
-
-
 def _refuse_foreign_thread(pool: SocketPool, what: str) -> None:
     """Blocking calls wait on the hub of the driver's thread: from another
     OS thread they cannot, so they fail clearly instead of hanging."""
@@ -146,13 +136,11 @@ def _split_address(host: str, port: Optional[int]) -> Tuple[str, Optional[int]]:
 
 def open(host: str, port: Optional[int] = None, *, timeout: Optional[float] = None,  # noqa: A001
          ssl_context: Any = None, server_hostname: Optional[str] = None) -> int:
-    """Connect to ``host:port`` (or ``open("host:port")``, or a unix socket
-    ``open("unix:/path")``) and return the id of a connected socket that is
-    already reading. Blocks the calling greenlet until connected (with
-    ``ssl_context``, an ``ssl.SSLContext``: until the TLS handshake is done;
-    SNI and the certificate check use ``server_hostname``, by default
-    ``host``); raises ConnectionError/OSError on failure (ssl.SSLError for a
-    failed handshake) and TimeoutError after ``timeout`` seconds."""
+    """Connect to ``host:port`` (or ``"host:port"``, ``"unix:/path"``); return the
+    id of a connected socket that is already reading (with ``ssl_context``, an
+    ``ssl.SSLContext``: once the TLS handshake is done; ``server_hostname``, by
+    default ``host``, is for SNI and the certificate check). Blocks the calling
+    greenlet; raises ConnectionError/OSError (ssl.SSLError: handshake), TimeoutError."""
     _check_timeout(timeout)
     host, port = _split_address(host, port)
     pool = _pool(create=True)
@@ -172,10 +160,8 @@ def listen(host: Optional[str], port: Optional[int] = None, backlog: int = 32, *
     """Bind and listen now; return the listen id. Nothing is accepted until
     ``start(id, on_accept)``. ``host`` ``"unix:/path"`` (no port) listens on
     a unix socket. ``reuseport=True`` sets SO_REUSEPORT, so that several
-    processes serve one port. With ``ssl_context`` (an ``ssl.SSLContext``
-    holding the server's certificate) every accepted connection is TLS: the
-    handshake runs once it is started, and a reader sees its bytes only
-    after it. Raises OSError if the address cannot be bound. Never blocks."""
+    processes serve one port; ``ssl_context`` makes accepted connections TLS
+    (handshake on start, bytes after it). OSError if unbound. Never blocks."""
     if port is None and not (isinstance(host, str) and host.startswith("unix:")):
         host, port = _split_address(host, None)
     pool = _pool(create=True)
