@@ -17,12 +17,20 @@ import gevent
 from gevent import Timeout
 from gevent.hub import Waiter
 
-__all__ = ["drain", "stop", "STOP_POLL"]
+__all__ = ["drain", "stop", "wait_open", "STOP_POLL"]
 
 logger = logging.getLogger("gsocket.socket")
 
 #: How often stop() looks whether the connections have closed (seconds).
 STOP_POLL = 0.02
+
+
+def wait_open(pool: Any, socket_id: int) -> bool:
+    """For code that starts accepted ids (gsocket.serve): block the calling
+    greenlet while the id's TLS handshake runs; True once open (at once for
+    a plain TCP id), False when the handshake failed or the id closed."""
+    pool.driver.before_block()
+    return pool.wait_open_id(socket_id)
 
 
 def drain(pool: Any, socket_id: int, below: int, timeout: Optional[float]) -> bool:

@@ -204,7 +204,7 @@ class ListenerSlot(Slot):
             try:
                 conn.setblocking(False)
                 conn.setsockopt(_socket.SOL_SOCKET, _socket.SO_KEEPALIVE, 1)
-                slot = host.register(StreamSlot(host, self.opaque, PACCEPT, conn))
+                slot = host.register(self.new_stream(conn))
             except OSError as err:
                 conn.close()
                 logger.warning("accept on %d: dropping connection: %s", self.id, err)
@@ -221,6 +221,10 @@ class ListenerSlot(Slot):
                     and len(children) >= self.max_children:
                 self.check_full()
                 return
+
+    def new_stream(self, conn: Any) -> Slot:
+        """The slot of an accepted connection (TLS listeners make TLS slots)."""
+        return StreamSlot(self.host, self.opaque, PACCEPT, conn)
 
     def out_of_fds(self, err: OSError) -> None:
         """EMFILE/ENFILE: report, then refuse one pending client with the

@@ -100,6 +100,8 @@ class SocketPool:
         self._abandoned_timers: Dict[int, Any] = {}
         #: Repeating timers checking the peer of a paused abandoned id.
         self._abandoned_checks: Dict[int, Any] = {}
+        #: id -> Waiter of a greenlet waiting for a TLS handshake (wait_open_id).
+        self.open_waiters: Dict[int, Waiter] = {}
         self.opaque = driver.register(self.dispatch)
         self.handlers = {
             SKYNET_SOCKET_TYPE_DATA: self.on_data,
@@ -195,7 +197,15 @@ class SocketPool:
                 self.wake(entry)
         # readall(): never pause, or the peer's close could never be seen.
 
+    def opened(self, socket_id: int, ok: bool) -> None:
+        """OPEN (``ok``), ERROR or CLOSE of an id whose handshake is awaited."""
+        waiter = self.open_waiters.pop(socket_id, None)
+        if waiter is not None:
+            self.loop.run_callback(waiter.switch, ok)
+
     def on_connect(self, message: SocketMessage) -> None:
+        if self.open_waiters:
+            self.opened(message.id, True)
         entry = self.entries.get(message.id)
         if entry is not None and not entry.connected and entry.connect_error is None:
             entry.connected = True
@@ -203,6 +213,8 @@ class SocketPool:
 
     def on_close(self, message: SocketMessage) -> None:
         socket_id = message.id
+        if self.open_waiters:
+            self.opened(socket_id, False)
         entry = self.entries.get(socket_id)
         if entry is None:
             if socket_id in self.abandoned:
@@ -242,6 +254,8 @@ class SocketPool:
         self.server.close(socket_id)
 
     def on_error(self, message: SocketMessage) -> None:
+        if self.open_waiters:
+            self.opened(message.id, False)
         entry = self.entries.get(message.id)
         if entry is None:
             logger.warning("socket: error on unknown %d: %s", message.id, message.data)
@@ -372,6 +386,19 @@ class SocketPool:
         # "socket closed", and the entry reports closed with its bytes kept.
         self.server.start(socket_id, self.opaque)
         return socket_id
+
+    def wait_open_id(self, socket_id: int) -> bool:
+        """Block the calling greenlet while the TLS handshake of a started
+        id runs: True once it is open (at once for other ids), False if it
+        failed or closed first."""
+        if not self.server.handshaking(socket_id):
+            return True
+        waiter = Waiter(self.hub)
+        self.open_waiters[socket_id] = waiter
+        try:
+            return bool(waiter.get())
+        finally:
+            self.open_waiters.pop(socket_id, None)
 
     def close_id(self, socket_id: int) -> None:
         """socket.close in the hub's thread."""

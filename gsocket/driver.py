@@ -285,22 +285,26 @@ class Driver:
         return self.server.send_lowpriority(socket_id, data)
 
     def listen(self, host: Optional[str], port: int, backlog: int = 32, opaque: int = 0,
-               reuseport: bool = False) -> int:
+               reuseport: bool = False, *, ssl_context: Any = None) -> int:
         """SocketServer.listen: bind+listen now and return the listen id;
         OSError on failure. Blocks only to resolve a host name."""
-        return self.server.listen(host, port, backlog, opaque, reuseport)
+        return self.server.listen(host, port, backlog, opaque, reuseport, ssl_context=ssl_context)
 
-    def connect(self, host: str, port: int, opaque: int = 0) -> int:
+    def connect(self, host: str, port: int, opaque: int = 0, *, ssl_context: Any = None,
+                server_hostname: Optional[str] = None) -> int:
         """SocketServer.connect: return the id now, OPEN or ERROR follows.
         Never blocks."""
-        return self.server.connect(host, port, opaque)
+        return self.server.connect(host, port, opaque, ssl_context=ssl_context,
+                                   server_hostname=server_hostname)
 
-    def block_connect(self, host: str, port: int, opaque: int = 0) -> int:
+    def block_connect(self, host: str, port: int, opaque: int = 0, *, ssl_context: Any = None,
+                      server_hostname: Optional[str] = None) -> int:
         """SocketServer.block_connect: return the id of a connected socket,
         or raise OSError. Blocks the calling greenlet (another dispatcher
         takes over when called from a callback)."""
         self.before_block()
-        return self.server.block_connect(host, port, opaque)
+        return self.server.block_connect(host, port, opaque, ssl_context=ssl_context,
+                                         server_hostname=server_hostname)
 
     def shutdown_write(self, socket_id: int) -> None:
         """SocketServer.shutdown_write: FIN after the queued bytes; reading

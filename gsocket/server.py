@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import errno
 import os
+from functools import partial
 from typing import Any, Callable, List, Optional, Set, Tuple
 
 import _socket
@@ -60,6 +61,14 @@ DRAIN_ON_RELEASE = 64 * 1024
 
 _get_ident: Callable[[], int] = get_original("_thread", "get_ident")
 _NUMERIC = _socket.AI_NUMERICHOST | _socket.AI_NUMERICSERV
+
+
+def _check_tls(ssl_context: Any, server_hostname: Any) -> None:
+    """Check the TLS keywords. ``ssl`` is imported only when TLS is used,
+    so that importing gsocket leaves it to be monkey-patched first."""
+    if ssl_context is not None or server_hostname is not None:
+        from ._tls import check_tls_arguments
+        check_tls_arguments(ssl_context, server_hostname)
 
 
 def _check_id(socket_id: Any) -> None:
@@ -189,21 +198,24 @@ class SocketServer(UdpOperations):
     # ------------------------------------------------------------------ TCP: listen / accept
 
     def listen(self, host: Optional[str], port: Optional[int], backlog: int = 32, opaque: int = 0,
-               reuseport: bool = False) -> int:
+               reuseport: bool = False, *, ssl_context: Any = None) -> int:
         """Bind and listen now; return the listen id. Raises OSError when the
         address cannot be bound. ACCEPT events start only after start(id).
         ``host`` ``"unix:/path"`` (port None) listens on a unix socket: a
         stale file is replaced, one held by a live listener is OSError, and
-        the file is removed when the listener closes. Blocks only to
-        resolve a host name."""
+        the file is removed when the listener closes. With ``ssl_context``
+        every accepted connection is TLS (handshake on start, before OPEN).
+        Blocks only to resolve a host name."""
         host = check_host(host)
         unix_path = _unix.unix_path(host)
         port = 0 if unix_path is not None and port is None else check_port(port)
         opaque = check_opaque(opaque)
+        _check_tls(ssl_context, None)
         if not isinstance(backlog, int) or backlog < 1:
             raise ValueError("backlog must be a positive int")
         if self._other_thread():
-            return self._in_hub(self.listen, host, port, backlog, opaque, reuseport, blocking=True)
+            return self._in_hub(partial(self.listen, ssl_context=ssl_context), host, port,
+                                backlog, opaque, reuseport, blocking=True)
         family, socktype, proto, _, sockaddr = self._resolve(host, port, _socket.SOCK_STREAM, True)[0]
         sock = _socket.socket(family, socktype, proto)
         unix_file = None
@@ -219,7 +231,12 @@ class SocketServer(UdpOperations):
                 sock.bind(sockaddr)
             sock.listen(backlog)
             sock.setblocking(False)
-            slot = self._host.register(ListenerSlot(self._host, opaque, sock, self._reserve))
+            if ssl_context is None:
+                slot = self._host.register(ListenerSlot(self._host, opaque, sock, self._reserve))
+            else:
+                from ._tls import TlsListenerSlot
+                slot = self._host.register(
+                    TlsListenerSlot(self._host, opaque, sock, self._reserve, ssl_context))
         except BaseException:
             sock.close()
             if unix_file is not None:
@@ -299,22 +316,28 @@ class SocketServer(UdpOperations):
 
     # ------------------------------------------------------------------ TCP: connect
 
-    def connect(self, host: str, port: Optional[int], opaque: int = 0) -> int:
+    def connect(self, host: str, port: Optional[int], opaque: int = 0, *,
+                ssl_context: Any = None, server_hostname: Optional[str] = None) -> int:
         """Start a non-blocking connect; return the id at once. OPEN (data =
         peer "host:port") or ERROR follows. Data sent meanwhile is queued.
-        Reading starts by itself once connected."""
+        Reading starts by itself once connected. With ``ssl_context`` the
+        TLS handshake (SNI and certificate check for ``server_hostname``,
+        by default ``host``) runs before OPEN; its failure is the ERROR."""
         host = required_host(host, "connect")
         unix_path = _unix.unix_path(host)
         port = 0 if unix_path is not None and port is None else check_port(port)
         opaque = check_opaque(opaque)
+        _check_tls(ssl_context, server_hostname)
         if self._other_thread():
-            return self._in_hub(self.connect, host, port, opaque)
+            return self._in_hub(partial(self.connect, ssl_context=ssl_context,
+                                        server_hostname=server_hostname), host, port, opaque)
         try:
             addresses = (_unix.address_info(unix_path) if unix_path is not None else
                          _socket.getaddrinfo(host, port, 0, _socket.SOCK_STREAM, 0, _NUMERIC))
         except _socket.gaierror:
             addresses = None
-        slot: ConnectingSlot = self._host.register(ConnectingSlot(self._host, opaque))
+        slot: ConnectingSlot = self._host.register(
+            self._connecting_slot(opaque, None, host, ssl_context, server_hostname))
         if addresses is not None:
             slot.connect_addresses = list(addresses)
             slot.connect_next(None)
@@ -332,14 +355,29 @@ class SocketServer(UdpOperations):
             return
         slot.resolved(addresses)
 
-    def block_connect(self, host: str, port: Optional[int], opaque: int = 0) -> int:
+    def _connecting_slot(self, opaque: int, sock: Any, host: str, ssl_context: Any,
+                         server_hostname: Optional[str]) -> ConnectingSlot:
+        if ssl_context is None:
+            return ConnectingSlot(self._host, opaque, sock)
+        if server_hostname is None and _unix.unix_path(host) is None:
+            server_hostname = host
+        from ._tls import TlsSlot
+        return TlsSlot(self._host, opaque, ssl_context, False, server_hostname, sock)
+
+    def block_connect(self, host: str, port: Optional[int], opaque: int = 0, *,
+                      ssl_context: Any = None, server_hostname: Optional[str] = None) -> int:
         """Connect, blocking only the calling greenlet; return the id of a
-        connected, reading socket (OPEN follows), or raise OSError."""
+        connected, reading socket (OPEN follows), or raise OSError. With
+        ``ssl_context`` it returns once the TLS handshake is done, and a
+        failed handshake raises ssl.SSLError (no event for that id)."""
         host = required_host(host, "block_connect")
         port = 0 if _unix.unix_path(host) is not None and port is None else check_port(port)
         opaque = check_opaque(opaque)
+        _check_tls(ssl_context, server_hostname)
         if self._other_thread():
-            return self._in_hub(self.block_connect, host, port, opaque, blocking=True)
+            return self._in_hub(partial(self.block_connect, ssl_context=ssl_context,
+                                        server_hostname=server_hostname),
+                                host, port, opaque, blocking=True)
         last_error: Optional[OSError] = None
         for info in self._resolve(host, port, _socket.SOCK_STREAM):
             if self._released:
@@ -359,7 +397,8 @@ class SocketServer(UdpOperations):
                     code = sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_ERROR)
                 if code:
                     raise OSError(code, os.strerror(code))
-                slot = self._host.register(ConnectingSlot(self._host, opaque, sock))
+                slot = self._host.register(
+                    self._connecting_slot(opaque, sock, host, ssl_context, server_hostname))
             except OSError as err:
                 sock.close()
                 last_error = err
@@ -368,6 +407,9 @@ class SocketServer(UdpOperations):
                 sock.close()
                 raise
             slot.connected()
+            if ssl_context is not None:
+                from ._tls import wait_handshake
+                wait_handshake(slot, self._hub)  # type: ignore[arg-type]  # a TlsSlot
             return slot.id
         raise last_error if last_error else OSError(f"cannot connect to {host}:{port}")
 
@@ -457,6 +499,12 @@ class SocketServer(UdpOperations):
         slot = self._live(socket_id)
         if isinstance(slot, StreamSlot):
             slot.shutdown_write()
+
+    def handshaking(self, socket_id: int) -> bool:
+        """True while ``socket_id`` is a TLS connection whose handshake
+        runs (its OPEN is still to come). Never blocks."""
+        slot = self._live(socket_id)
+        return getattr(slot, "handshaking", False) is True   # only TLS slots have it
 
     def pending_bytes(self, socket_id: int) -> Optional[int]:
         """Bytes queued for the peer of ``socket_id`` (None: no such id).

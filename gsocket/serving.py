@@ -15,6 +15,7 @@ from typing import Any, Callable, Optional
 
 import gevent
 
+from . import _flow
 from . import socket as _socket_api
 from .connection import Connection
 
@@ -24,16 +25,19 @@ logger = logging.getLogger("gsocket.serve")
 
 
 def serve(handler: Callable[[Connection], Any], host: Optional[str], port: Optional[int] = None, *,
-          backlog: int = 32, reuseport: bool = False, max_connections: Optional[int] = None,
-          idle_timeout: Optional[float] = None) -> int:
+          backlog: int = 32, ssl_context: Any = None, reuseport: bool = False,
+          max_connections: Optional[int] = None, idle_timeout: Optional[float] = None) -> int:
     """Listen on ``host:port`` (or ``"unix:/path"``) and run
     ``handler(conn)`` in a new greenlet for every connection; returns the
     listen id once listening (OSError if the address cannot be bound).
+    With ``ssl_context`` every connection is TLS; the handler runs once its
+    handshake is done, and a failed handshake (logged) never reaches it.
     ``max_connections`` and ``idle_timeout`` are those of
     :func:`gsocket.socket.start`. Never blocks."""
     if not callable(handler):
         raise TypeError("handler must be callable")
-    listen_id = _socket_api.listen(host, port, backlog, reuseport=reuseport)
+    listen_id = _socket_api.listen(host, port, backlog, ssl_context=ssl_context,
+                                   reuseport=reuseport)
 
     def on_accept(socket_id: int, peer: str) -> None:
         gevent.spawn(_run, handler, socket_id, peer)
@@ -52,6 +56,9 @@ def _run(handler: Callable[[Connection], Any], socket_id: int, peer: str) -> Non
         _socket_api.start(socket_id)
     except ConnectionError:
         return                                   # gone before its handler ran
+    if not _flow.wait_open(_socket_api._pool(), socket_id):   # a failed TLS handshake
+        _socket_api.close(socket_id)
+        return
     try:
         handler(Connection(socket_id))
     except Exception:

@@ -134,36 +134,39 @@ def _split_address(host: str, port: Optional[int]) -> Tuple[str, Optional[int]]:
 
 # ---------------------------------------------------------------------- connecting
 
-def open(host: str, port: Optional[int] = None, *, timeout: Optional[float] = None) -> int:  # noqa: A001
-    """Connect to ``host:port`` (or ``open("host:port")``, or a unix socket
-    ``open("unix:/path")``) and return the id of a connected socket that is
-    already reading. Blocks the calling
-    greenlet until connected; raises ConnectionError/OSError on failure and
-    TimeoutError after ``timeout`` seconds."""
+def open(host: str, port: Optional[int] = None, *, timeout: Optional[float] = None,  # noqa: A001
+         ssl_context: Any = None, server_hostname: Optional[str] = None) -> int:
+    """Connect to ``host:port`` (or ``"host:port"``, ``"unix:/path"``); return the
+    id of a connected socket that is already reading (with ``ssl_context``, an
+    ``ssl.SSLContext``: once the TLS handshake is done; ``server_hostname``, by
+    default ``host``, is for SNI and the certificate check). Blocks the calling
+    greenlet; raises ConnectionError/OSError (ssl.SSLError: handshake), TimeoutError."""
     _check_timeout(timeout)
     host, port = _split_address(host, port)
     pool = _pool(create=True)
     _refuse_foreign_thread(pool, "open")
+    tls = {"ssl_context": ssl_context, "server_hostname": server_hostname}
     if timeout is None:
-        socket_id = pool.driver.block_connect(host, port, pool.opaque)
+        socket_id = pool.driver.block_connect(host, port, pool.opaque, **tls)
     else:
         with Timeout(timeout, TimeoutError(f"connect to {host}:{port} timed out after {timeout} s")):
-            socket_id = pool.driver.block_connect(host, port, pool.opaque)
+            socket_id = pool.driver.block_connect(host, port, pool.opaque, **tls)
     pool.entries[socket_id] = Entry(socket_id)
     return socket_id
 
 
 def listen(host: Optional[str], port: Optional[int] = None, backlog: int = 32, *,
-           reuseport: bool = False) -> int:
+           ssl_context: Any = None, reuseport: bool = False) -> int:
     """Bind and listen now; return the listen id. Nothing is accepted until
     ``start(id, on_accept)``. ``host`` ``"unix:/path"`` (no port) listens on
     a unix socket. ``reuseport=True`` sets SO_REUSEPORT, so that several
-    processes serve one port. Raises OSError if the address cannot be
-    bound. Never blocks."""
+    processes serve one port; ``ssl_context`` makes accepted connections TLS
+    (handshake on start, bytes after it). OSError if unbound. Never blocks."""
     if port is None and not (isinstance(host, str) and host.startswith("unix:")):
         host, port = _split_address(host, None)
     pool = _pool(create=True)
-    socket_id = pool.driver.listen(host, port, backlog, pool.opaque, reuseport=bool(reuseport))
+    socket_id = pool.driver.listen(host, port, backlog, pool.opaque, reuseport=bool(reuseport),
+                                   ssl_context=ssl_context)
     entry = Entry(socket_id)
     entry.is_listener = True
     pool.entries[socket_id] = entry

@@ -65,7 +65,8 @@ class WsServer:
     ``results`` holds what accept returned, ``ids`` the accepted ids."""
 
     def __init__(self, handler: Optional[Callable[[], Any]] = Recorder,
-                 serve: Optional[Callable[[int], None]] = None, **accept_kwargs: Any) -> None:
+                 serve: Optional[Callable[[int], None]] = None, ssl_context: Any = None,
+                 **accept_kwargs: Any) -> None:
         self.handler_factory = handler
         self.serve = serve
         self.kwargs = accept_kwargs
@@ -73,13 +74,14 @@ class WsServer:
         self.results: List[bool] = []
         self.ids: List[int] = []
         self.greenlets: List[gevent.Greenlet] = []
-        self.listen_id = gs.listen("127.0.0.1", 0)
+        self.scheme = "ws" if ssl_context is None else "wss"
+        self.listen_id = gs.listen("127.0.0.1", 0, ssl_context=ssl_context)
         self.port = gs.address(self.listen_id)[1]
         gs.start(self.listen_id, self._on_accept)
 
     @property
     def url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
     def _on_accept(self, socket_id: int, address: str) -> None:
         self.ids.append(socket_id)

@@ -27,6 +27,7 @@ SERVER_LAYERS = [
     "gsocket._connecting",
     "gsocket._listener",
     "gsocket._udp",
+    "gsocket._tls",
     "gsocket._udp_ops",
     "gsocket._foreign_calls",
     "gsocket.server",

@@ -31,6 +31,7 @@ from gsocket import socket as gs
 from _ws_support import (
     WAIT, Recorder, WsServer, close_code_of, gevent_client, masked_frame, raw_handshake,
 )
+from _tls_support import make_certs
 from helpers import InThread, recv_to_eof, set_linger_zero
 
 pytestmark = pytest.mark.usefixtures("driver")
@@ -540,13 +541,29 @@ def test_timeouts_block_only_the_caller():
         running.kill()
 
 
-def test_wss_without_tls_support_is_a_clear_error():
-    """wss:// waits for TLS in gsocket.socket.open (API section 7: "once TLS
-    exists"); until then it is a ValueError naming TLS, before any connect."""
-    assert not websocket._OPEN_TAKES_TLS, "socket.open takes TLS now: test wss:// for real here"
-    with pytest.raises(ValueError, match="TLS"):
-        websocket.connect("wss://127.0.0.1:1/", timeout=WAIT)
-    with pytest.raises(ValueError, match="TLS"):
+def test_wss_both_ways_over_gsocket_tls(tmp_path):
+    """wss://: a gsocket WebSocket server on a TLS listener, talked to by
+    gsocket's client and by the websockets package's (stdlib ssl)."""
+    certs = make_certs(tmp_path)
+    with WsServer(path="/ws", ssl_context=certs.server_context()) as server:
+        assert server.url.startswith("wss://")
+        socket_id = websocket.connect(server.url + "/ws", timeout=WAIT,
+                                      ssl_context=certs.client_context())
+        assert {row.id: row.type for row in gs.netstat()}[socket_id] == "TLS"
+        websocket.write(socket_id, "secure round")
+        assert websocket.read(socket_id, timeout=WAIT) == "secure round"
+        websocket.close(socket_id, 4100, "done")
+
+        def client():
+            with ws_connect(server.url + "/ws", ssl=certs.client_context(),
+                            open_timeout=WAIT) as ws:
+                ws.send(b"\x00tls\xff")
+                return ws.recv(WAIT)
+
+        assert in_thread(client) == b"\x00tls\xff"
+        server.wait_done(2)
+    assert server.results == [True, True]
+    with pytest.raises(TypeError):       # a context that is not one
         websocket.connect("ws://127.0.0.1:1/", timeout=WAIT, ssl_context=object())
 
 
