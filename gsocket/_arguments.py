@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any, Optional
 
 __all__ = ["check_port", "check_host", "required_host", "check_opaque", "normalize", "frozen",
-           "check_limits"]
+           "check_limits", "check_id"]
 
 
 def check_port(port: Any) -> int:
@@ -49,6 +49,12 @@ def check_limits(max_connections: Any, idle_timeout: Any) -> None:
     if idle_timeout is not None and (isinstance(idle_timeout, bool) or
                                      not isinstance(idle_timeout, (int, float)) or idle_timeout <= 0):
         raise ValueError(f"idle_timeout must be a number of seconds > 0, got {idle_timeout!r}")
+
+
+def check_id(socket_id: Any) -> None:
+    """TypeError unless ``socket_id`` is an int (not a bool)."""
+    if isinstance(socket_id, bool) or not isinstance(socket_id, int):
+        raise TypeError(f"socket id must be an int, not {type(socket_id).__name__}")
 
 
 def check_opaque(opaque: Any) -> int:

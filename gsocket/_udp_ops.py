@@ -9,17 +9,12 @@ from typing import Any, List, Optional, Tuple
 
 import _socket
 
-from ._arguments import check_host, check_opaque, check_port, frozen, normalize, required_host
+from ._arguments import check_id, check_host, check_opaque, check_port, frozen, normalize, required_host
 from ._slot import CLOSED, CLOSING
 from ._udp import UdpSlot
 from .events import SendData, SocketMessage
 
 __all__ = ["UdpOperations"]
-
-
-def _check_id(socket_id: Any) -> None:
-    if isinstance(socket_id, bool) or not isinstance(socket_id, int):
-        raise TypeError(f"socket id must be an int, not {type(socket_id).__name__}")
 
 
 class UdpOperations:
@@ -92,7 +87,7 @@ class UdpOperations:
         Returns None."""
         host = required_host(host, "udp_connect")
         port = check_port(port)
-        _check_id(socket_id)
+        check_id(socket_id)
         if self._udp_slot(socket_id) is None:
             return
         destinations = self._udp_destinations(host, port)
@@ -131,7 +126,7 @@ class UdpOperations:
         socket. Never blocks, except to resolve a host name (in the calling
         greenlet or thread, never in the hub)."""
         data = normalize(data)
-        _check_id(socket_id)
+        check_id(socket_id)
         destinations: Optional[List[Tuple[int, Any]]] = None
         if address is not None:
             if not isinstance(address, tuple) or len(address) < 2:

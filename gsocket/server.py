@@ -29,15 +29,16 @@ from gevent import get_hub
 from gevent.monkey import get_original
 
 from ._arguments import (
-    check_host, check_limits, check_opaque, check_port, frozen, normalize, required_host,
+    check_host, check_id, check_opaque, check_port, frozen, normalize, required_host,
 )
 from ._connecting import ConnectingSlot, open_stream
 from ._event_channel import EventChannel
 from ._listener import ListenerSlot, ReserveFd
 from ._netutil import format_address, logger
 from ._slot import CLOSED, CLOSING, PROTOCOL_TCP, Slot, SlotHost
-from ._stream import BoundSlot, StreamSlot
+from ._stream import BoundSlot
 from ._foreign_calls import RELEASED, ForeignCalls
+from ._flow_ops import FlowOperations
 from ._udp_ops import UdpOperations
 from . import _unix
 from .events import (
@@ -71,12 +72,7 @@ def _check_tls(ssl_context: Any, server_hostname: Any) -> None:
         check_tls_arguments(ssl_context, server_hostname)
 
 
-def _check_id(socket_id: Any) -> None:
-    if isinstance(socket_id, bool) or not isinstance(socket_id, int):
-        raise TypeError(f"socket id must be an int, not {type(socket_id).__name__}")
-
-
-class SocketServer(UdpOperations):
+class SocketServer(FlowOperations, UdpOperations):
     """The socket server of one gevent hub (skynet's ``socket_server``).
 
     Create it in the thread whose hub it will use. Every method except
@@ -251,7 +247,7 @@ class SocketServer(UdpOperations):
         peer of a connection; None if the id is gone or unconnected. Never
         blocks (from another OS thread it waits for the hub's answer)."""
         if self._other_thread():
-            _check_id(socket_id)
+            check_id(socket_id)
             return self._in_hub(self.address, socket_id)
         slot = self._live(socket_id)
         if slot is None or slot.sock is None:
@@ -274,7 +270,7 @@ class SocketServer(UdpOperations):
         if opaque is not None:
             opaque = check_opaque(opaque)
         if self._other_thread():
-            _check_id(socket_id)
+            check_id(socket_id)
             self._from_other_thread(self.start, socket_id, opaque)
             return
         slot = self._live(socket_id)
@@ -290,7 +286,7 @@ class SocketServer(UdpOperations):
         """Read again after pause(), without an event (start() emits OPEN
         "transfer"); ignores ids gone or not started. Never blocks."""
         if self._other_thread():
-            _check_id(socket_id)
+            check_id(socket_id)
             self._from_other_thread(self.resume, socket_id)
             return
         slot = self._live(socket_id)
@@ -307,7 +303,7 @@ class SocketServer(UdpOperations):
     def pause(self, socket_id: int) -> None:
         """Stop reading (or accepting) until start(id). Never blocks."""
         if self._other_thread():
-            _check_id(socket_id)
+            check_id(socket_id)
             self._from_other_thread(self.pause, socket_id)
             return
         slot = self._live(socket_id)
@@ -442,7 +438,7 @@ class SocketServer(UdpOperations):
         live socket (or was closed). Bytes go out in call order."""
         data = normalize(data)
         if self._other_thread():
-            _check_id(socket_id)
+            check_id(socket_id)
             return self._from_other_thread(self.send, socket_id, frozen(data))
         slot = self._live(socket_id)
         if slot is None:
@@ -454,7 +450,7 @@ class SocketServer(UdpOperations):
         data is pending. Never blocks; False if the id is not live."""
         data = normalize(data)
         if self._other_thread():
-            _check_id(socket_id)
+            check_id(socket_id)
             return self._from_other_thread(self.send_lowpriority, socket_id, frozen(data))
         slot = self._live(socket_id)
         if slot is None:
@@ -465,7 +461,7 @@ class SocketServer(UdpOperations):
         """Graceful close: stop reading, report CLOSE, flush every queued
         byte, then close the fd. Unknown ids are ignored. Never blocks."""
         if self._other_thread():
-            _check_id(socket_id)
+            check_id(socket_id)
             self._from_other_thread(self.close, socket_id)
             return
         if self._foreign.queue:
@@ -478,7 +474,7 @@ class SocketServer(UdpOperations):
         """Forceful close: drop queued bytes, close now, report CLOSE (once);
         ignores unknown ids. Never blocks."""
         if self._other_thread():
-            _check_id(socket_id)
+            check_id(socket_id)
             self._from_other_thread(self.shutdown, socket_id)
             return
         if self._foreign.queue:
@@ -486,68 +482,6 @@ class SocketServer(UdpOperations):
         slot = self._live(socket_id)
         if slot is not None:
             slot.force_close(report=True)
-
-    def shutdown_write(self, socket_id: int) -> None:
-        """Half-close the sending side: later sends return False, the FIN
-        goes out after every queued byte, and reading goes on (CLOSE comes
-        when the peer closes its side). Ignored for unknown ids and
-        non-stream sockets. Returns None; never blocks."""
-        if self._other_thread():
-            _check_id(socket_id)
-            self._from_other_thread(self.shutdown_write, socket_id)
-            return
-        slot = self._live(socket_id)
-        if isinstance(slot, StreamSlot):
-            slot.shutdown_write()
-
-    def handshaking(self, socket_id: int) -> bool:
-        """True while ``socket_id`` is a TLS connection whose handshake
-        runs (its OPEN is still to come). Never blocks."""
-        slot = self._live(socket_id)
-        return getattr(slot, "handshaking", False) is True   # only TLS slots have it
-
-    def pending_bytes(self, socket_id: int) -> Optional[int]:
-        """Bytes queued for the peer of ``socket_id`` (None: no such id).
-        Never blocks."""
-        slot = self._live(socket_id)
-        return None if slot is None else slot.pending_bytes
-
-    def when_below(self, socket_id: int, below: int,
-                   callback: Callable[[bool], None]) -> Optional[Callable[[], None]]:
-        """Call ``callback(True)`` once at most ``below`` bytes are queued for
-        the peer (at once if so already), or ``callback(False)`` if the
-        socket closes first; either may run in any greenlet of the hub's
-        thread. Returns a function that cancels the wait, or None (callback
-        never called) when the id is gone or not a stream. Hub's thread
-        only; never blocks."""
-        if not isinstance(below, int) or isinstance(below, bool) or below < 0:
-            raise ValueError(f"below must be an int >= 0, got {below!r}")
-        slot = self._live(socket_id)
-        if not isinstance(slot, StreamSlot) or slot.state is CLOSED:
-            return None
-        slot.when_below(below, callback)
-        return lambda: slot.forget_below(callback)
-
-    def limit_accept(self, listen_id: int, max_connections: Optional[int] = None,
-                     idle_timeout: Optional[float] = None) -> None:
-        """Make listener ``listen_id`` keep the connections it accepts from
-        now on (see :meth:`accepted`); with ``max_connections`` it stops
-        accepting while that many are alive (peers wait in the kernel's
-        backlog) and accepts again when one closes; with ``idle_timeout``
-        a connection that receives nothing for that many seconds is closed
-        (CLOSE is reported). ValueError for bad limits or a non-listener id.
-        Hub's thread only; never blocks."""
-        check_limits(max_connections, idle_timeout)
-        slot = self._live(listen_id)
-        if not isinstance(slot, ListenerSlot):
-            raise ValueError(f"socket {listen_id} is not a listener")
-        slot.set_limits(max_connections, None if idle_timeout is None else float(idle_timeout))
-
-    def accepted(self, listen_id: int) -> List[int]:
-        """The ids of the live connections accepted through ``listen_id``
-        since :meth:`limit_accept` (empty for other ids). Never blocks."""
-        slot = self._live(listen_id)
-        return slot.child_ids() if isinstance(slot, ListenerSlot) else []
 
     def _from_other_thread(self, method: Callable[..., Any], *args: Any) -> bool:
         if self._released:
@@ -577,7 +511,7 @@ class SocketServer(UdpOperations):
     def nodelay(self, socket_id: int) -> None:
         """Set TCP_NODELAY on a TCP socket (others: ignored). Never blocks."""
         if self._other_thread():
-            _check_id(socket_id)
+            check_id(socket_id)
             self._from_other_thread(self.nodelay, socket_id)
             return
         slot = self._live(socket_id)

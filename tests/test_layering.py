@@ -29,6 +29,7 @@ SERVER_LAYERS = [
     "gsocket._udp",
     "gsocket._tls",
     "gsocket._udp_ops",
+    "gsocket._flow_ops",
     "gsocket._foreign_calls",
     "gsocket.server",
 ]
