@@ -239,7 +239,7 @@ def test_slow_consumer_is_disconnected_others_keep_going(chat) -> None:
                 received[0] += 1
 
     counting = gevent.spawn(read_all)
-    total = 1000                                     # 4 MB: far past 1 MiB for the sleeper
+    total = 3000                                     # 12 MB: past the kernel buffers (up to 4 MiB) plus 1 MiB
     for start in range(0, total, 50):
         talker.send(*[payload] * 50)
     talker.send("done")
