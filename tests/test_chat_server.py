@@ -242,6 +242,9 @@ def test_slow_consumer_is_disconnected_others_keep_going(chat) -> None:
     total = 3000                                     # 12 MB: past the kernel buffers (up to 4 MiB) plus 1 MiB
     for start in range(0, total, 50):
         talker.send(*[payload] * 50)
+        with gevent.Timeout(20):                     # the reader keeps up; the sleeper does not
+            while received[0] < start + 50 and not counting.dead:
+                gevent.sleep(0.005)
     talker.send("done")
     counting.join(30)
     assert received[0] == total
