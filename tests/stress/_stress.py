@@ -2,8 +2,8 @@
 lowered) RLIMIT_NOFILE, their fd count and RSS from /proc, the project's C
 load generator, and a log scan for tracebacks.
 
-Transport variants are named by ``TRANSPORTS`` so a TLS variant is one more
-entry (with its listen/open keywords) once the TLS branch lands."""
+Transport variants are named by ``TRANSPORTS`` (tcp, unix, and tls over
+TCP with a certificate made at test time)."""
 
 from __future__ import annotations
 
@@ -24,8 +24,8 @@ if str(ROOT) not in sys.path:  # the benchmarks package is only in the checkout
 from benchmarks import native  # noqa: E402
 from benchmarks.loadgen import parse_key_values  # noqa: E402
 
-#: The transports the byte-for-byte tests run over. A TLS entry goes here.
-TRANSPORTS = ("tcp", "unix")
+#: The transports the byte-for-byte tests run over.
+TRANSPORTS = ("tcp", "unix", "tls")
 
 
 def free_port() -> int:

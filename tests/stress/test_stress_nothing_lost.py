@@ -10,12 +10,13 @@ priority keeps its own order (API.md: a partly written buffer is finished
 before anything else), that every write made before the close arrived,
 and that nothing after it did.
 
-The transports come from ``_stress.TRANSPORTS``: a TLS variant is one more
-entry there plus its ``ssl_context`` for ``listen`` and the peer's wrap."""
+The transports come from ``_stress.TRANSPORTS``: TCP, unix sockets, and TLS
+(a certificate made at test time; the peer a gevent ssl socket)."""
 
 from __future__ import annotations
 
 import socket as stdlib_socket
+import ssl
 import struct
 from pathlib import Path
 from typing import Any, List, Tuple
@@ -23,12 +24,15 @@ from typing import Any, List, Tuple
 import gevent
 import gevent.queue
 import gevent.socket
+import gevent.ssl
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import gsocket.driver
 from gsocket import socket as gs
 from _stress import TRANSPORTS
+from _tls_support import make_certs
 
 pytestmark = [pytest.mark.stress, pytest.mark.usefixtures("driver"),
               pytest.mark.gsocket(timeout=90), pytest.mark.timeout(120)]
@@ -89,11 +93,18 @@ class Listener:
 
     def __init__(self, transport: str, tmp: Path) -> None:
         self.transport = transport
+        self.client_context = None
         if transport == "unix":
             self.path = str(tmp / "lost.sock")
             self.listen_id = gs.listen(f"unix:{self.path}")
         else:
-            self.listen_id = gs.listen("127.0.0.1", 0)
+            ssl_context = None
+            if transport == "tls":
+                certs = make_certs(tmp)
+                ssl_context = certs.server_context()
+                self.client_context = gevent.ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+                self.client_context.load_verify_locations(certs.ca)
+            self.listen_id = gs.listen("127.0.0.1", 0, ssl_context=ssl_context)
             self.port = gs.address(self.listen_id)[1]
         self.accepted: "gevent.queue.Queue[int]" = gevent.queue.Queue()
         gs.start(self.listen_id, self._accept)
@@ -109,7 +120,17 @@ class Listener:
             sock.setsockopt(stdlib_socket.SOL_SOCKET, stdlib_socket.SO_RCVBUF, rcvbuf)
         sock.settimeout(WAIT)
         sock.connect(self.path if self.transport == "unix" else ("127.0.0.1", self.port))
-        return sock, self.accepted.get(timeout=WAIT)
+        if self.client_context is not None:          # TLS: a clean end is close_notify
+            sock = self.client_context.wrap_socket(sock, server_hostname="localhost",
+                                                   suppress_ragged_eofs=False)
+        socket_id = self.accepted.get(timeout=WAIT)
+        # The writes are under test, not a close racing the handshake (a
+        # close with nothing queued before the session exists aborts it).
+        server = gsocket.driver.current().server
+        with gevent.Timeout(WAIT):
+            while server.handshaking(socket_id):
+                gevent.sleep(0.001)
+        return sock, socket_id
 
     def close(self) -> None:
         gs.close(self.listen_id)

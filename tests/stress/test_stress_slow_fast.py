@@ -9,16 +9,17 @@
   every byte arrives intact, in order.
 
 A TLS variant is the same tests with ``ssl_context`` on the listener and a
-wrapped peer socket (see _stress.TRANSPORTS)."""
+wrapped peer socket (see _stress.TRANSPORTS); the fast producer runs plain and over TLS."""
 
 from __future__ import annotations
 
 import ctypes
 import gc
 import socket as stdlib_socket
+import ssl
 import threading
 import time
-from typing import List
+from typing import Any, List, Optional
 
 import gevent
 import gevent.queue
@@ -26,6 +27,7 @@ import gevent.socket
 import pytest
 
 from gsocket import socket as gs
+from _tls_support import make_certs
 from _peers import vm_rss
 
 pytestmark = [pytest.mark.stress, pytest.mark.usefixtures("driver"),
@@ -43,8 +45,8 @@ P99_LIMIT = 0.25
 
 
 class Listener:
-    def __init__(self) -> None:
-        self.listen_id = gs.listen("127.0.0.1", 0)
+    def __init__(self, ssl_context: Any = None) -> None:
+        self.listen_id = gs.listen("127.0.0.1", 0, ssl_context=ssl_context)
         self.port = gs.address(self.listen_id)[1]
         self.accepted: "gevent.queue.Queue[int]" = gevent.queue.Queue()
         gs.start(self.listen_id, self._accept)
@@ -161,9 +163,13 @@ def trim_heap() -> None:
         pass
 
 
-def stream_pattern(port: int, total: int, errors: List[BaseException]) -> None:
+def stream_pattern(port: int, total: int, errors: List[BaseException],
+                   client_context: Optional[ssl.SSLContext] = None) -> None:
     try:
-        with stdlib_socket.create_connection(("127.0.0.1", port), timeout=WAIT) as sock:
+        raw = stdlib_socket.create_connection(("127.0.0.1", port), timeout=WAIT)
+        sock = raw if client_context is None else client_context.wrap_socket(
+            raw, server_hostname="localhost")
+        with sock:
             sent = 0
             view = memoryview(PATTERN)
             while sent < total:
@@ -171,14 +177,22 @@ def stream_pattern(port: int, total: int, errors: List[BaseException]) -> None:
                 size = min(CHUNK, total - sent)
                 sock.sendall(view[offset:offset + size])
                 sent += size
-            sock.shutdown(stdlib_socket.SHUT_WR)
-            sock.recv(1)
+            if client_context is None:
+                sock.shutdown(stdlib_socket.SHUT_WR)
+                sock.recv(1)
+            else:
+                sock.unwrap()                     # close_notify both ways
     except BaseException as exc:  # noqa: BLE001 - reported by the test
         errors.append(exc)
 
 
-def test_fast_producer_into_a_slow_reader_bounded_and_intact() -> None:
-    listener = Listener()
+@pytest.mark.parametrize("transport", ["tcp", "tls"])
+def test_fast_producer_into_a_slow_reader_bounded_and_intact(transport: str, tmp_path) -> None:
+    server_context = client_context = None
+    if transport == "tls":
+        certs = make_certs(tmp_path)
+        server_context, client_context = certs.server_context(), certs.client_context()
+    listener = Listener(server_context)
     errors: List[BaseException] = []
     gc.collect()
     rss_before = vm_rss()
@@ -190,7 +204,8 @@ def test_fast_producer_into_a_slow_reader_bounded_and_intact() -> None:
             gevent.sleep(0.02)
 
     sampler = gevent.spawn(sample)
-    producer = threading.Thread(target=stream_pattern, args=(listener.port, TOTAL, errors), daemon=True)
+    producer = threading.Thread(target=stream_pattern, daemon=True,
+                                args=(listener.port, TOTAL, errors, client_context))
     producer.start()
     conn = listener.accepted.get(timeout=WAIT)
     received = 0
