@@ -8,8 +8,8 @@
   slowly (it sleeps between reads): read backpressure keeps RSS bounded and
   every byte arrives intact, in order.
 
-A TLS variant is the same tests with ``ssl_context`` on the listener and a
-wrapped peer socket (see _stress.TRANSPORTS); the fast producer runs plain and over TLS."""
+The fast producer runs plain and over TLS (``ssl_context`` on the listener,
+a wrapped stdlib peer)."""
 
 from __future__ import annotations
 
