@@ -35,7 +35,6 @@ with :func:`gsocket.http.read_request` and hands WebSocket upgrades to
 
 from __future__ import annotations
 
-import inspect
 import logging
 import time
 import weakref
@@ -295,9 +294,6 @@ def accept_request(socket_id: int, request: _http.HttpRequest, handler: Any = No
 
 # ---------------------------------------------------------------------- client side
 
-_OPEN_TAKES_TLS = "ssl_context" in inspect.signature(_socket.open).parameters
-
-
 def connect(url: str, headers: Union[Mapping[str, str], Iterable[Tuple[str, str]], None] = None, *,
             timeout: Optional[float] = None, ssl_context: Any = None,
             max_message: int = MAX_MESSAGE) -> int:
@@ -307,7 +303,8 @@ def connect(url: str, headers: Union[Mapping[str, str], Iterable[Tuple[str, str]
     close. ``headers`` are sent with the upgrade request. Raises
     ConnectionError when the server refuses (the HTTP status in the text)
     or drops the connection, OSError when it cannot be reached, ValueError
-    on a bad url. "wss://" needs gsocket's TLS support (``ssl_context``).
+    on a bad url. "wss://" (or an ``ssl_context``) is TLS: the default
+    context verifies the server's certificate and host name.
     """
     parts = urlsplit(url)
     if parts.scheme not in ("ws", "wss") or not parts.hostname:
@@ -319,8 +316,6 @@ def connect(url: str, headers: Union[Mapping[str, str], Iterable[Tuple[str, str]
     deadline = _deadline(timeout)
     kwargs: Dict[str, Any] = {}
     if secure:
-        if not _OPEN_TAKES_TLS:
-            raise ValueError("wss:// needs TLS support in gsocket.socket.open (not in this version)")
         if ssl_context is None:
             import ssl
             ssl_context = ssl.create_default_context()
