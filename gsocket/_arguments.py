@@ -7,10 +7,10 @@ that the writer can hand to ``send``/``sendmsg`` as they are.
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Optional, Tuple
 
 __all__ = ["check_port", "check_host", "required_host", "check_opaque", "normalize", "frozen",
-           "check_limits", "check_id"]
+           "check_limits", "check_id", "split_address"]
 
 
 def check_port(port: Any) -> int:
@@ -106,3 +106,27 @@ def frozen(data: Any) -> Any:
     if isinstance(data, list):
         return [part if type(part) is bytes else bytes(part) for part in data]
     return data if type(data) is bytes else bytes(data)
+
+
+def split_address(host: str, port: Optional[int]) -> Tuple[str, Optional[int]]:
+    """(host, port) from ``host, port`` or from ``"host:port"`` /
+    ``"[v6]:port"`` when port is None; ``"unix:/path"`` keeps port None.
+    ValueError/TypeError for anything else."""
+    if port is not None:
+        return host, port
+    if not isinstance(host, str):
+        raise TypeError(f"host must be a str, not {type(host).__name__}")
+    if host.startswith("unix:"):
+        return host, None
+    if host.startswith("["):
+        end = host.find("]")
+        if end < 0 or host[end + 1:end + 2] != ":":
+            raise ValueError(f"Invalid address {host!r}")
+        name, port_text = host[1:end], host[end + 2:]
+    else:
+        name, sep, port_text = host.rpartition(":")
+        if not sep:
+            raise ValueError(f"Invalid address {host!r}: expected 'host:port'")
+    if not port_text.isdigit() or int(port_text) > 65535:
+        raise ValueError(f"Invalid port in address {host!r}")
+    return name, int(port_text)

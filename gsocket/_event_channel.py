@@ -6,6 +6,12 @@ in ``poll``. Pushing never switches greenlets: the first push after the
 poller went to sleep schedules a single wake-up callback, so every event
 produced in one loop iteration is drained by one wake of the poller.
 
+Direct delivery: the poller's owner may hand down ``direct``, offered
+each event pushed while the queue is empty and the poller waits (so no
+earlier event can be overtaken); it may deliver the event there and then
+and spare the poller a wake-up (the driver does so for DATA to the socket
+API, whose handler only buffers bytes and wakes a reader).
+
 Stalls: the poller's owner may hand down ``on_stall``, a callable run from
 the hub when events wait and nobody polls (the greenlet that should poll has
 switched away, say blocked inside an owner callback). The check is armed
@@ -35,7 +41,8 @@ class EventChannel:
     """FIFO of SocketMessage between the hub (producers) and one poller."""
 
     __slots__ = ("_events", "_loop", "_hub", "_poller", "_wake_scheduled", "push",
-                 "_drain_callbacks", "_exit", "on_stall", "_stall_check_armed", "__weakref__")
+                 "_drain_callbacks", "_exit", "on_stall", "_stall_check_armed", "direct",
+                 "__weakref__")
 
     def __init__(self, hub: Any) -> None:
         self._events: Deque[SocketMessage] = deque()
@@ -48,6 +55,9 @@ class EventChannel:
         #: Called from the hub when events wait while nobody polls (or None).
         self.on_stall: Optional[Callable[[], None]] = None
         self._stall_check_armed = False
+        #: Offered an event pushed while the queue is empty and the poller
+        #: waits; True means it was delivered there and then (or None).
+        self.direct: Optional[Callable[[SocketMessage], bool]] = None
         # Bound once: the hot path calls ``channel.push(msg)`` per event.
         self.push = self._push
 
@@ -72,6 +82,10 @@ class EventChannel:
     def _push(self, message: SocketMessage) -> None:
         if self._exit is not None:
             return
+        if self._poller is not None and not self._events:
+            direct = self.direct
+            if direct is not None and direct(message):
+                return
         self._events.append(message)
         if self._poller is not None:
             if not self._wake_scheduled:

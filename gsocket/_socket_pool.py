@@ -103,6 +103,7 @@ class SocketPool:
         #: id -> Waiter of a greenlet waiting for a TLS handshake (wait_open_id).
         self.open_waiters: Dict[int, Waiter] = {}
         self.opaque = driver.register(self.dispatch)
+        driver.register_direct(self.opaque, self.on_data)
         self.handlers = {
             SKYNET_SOCKET_TYPE_DATA: self.on_data,
             SKYNET_SOCKET_TYPE_CONNECT: self.on_connect,

@@ -160,6 +160,14 @@ class SocketServer(FlowOperations, UdpOperations):
         one by one. ``hook`` must not block. Returns None; never blocks."""
         self._channel.on_stall = hook
 
+    def set_direct_hook(self, hook: Optional[Callable[[SocketMessage], bool]]) -> None:
+        """Offer ``hook(message)`` every event pushed while no event is
+        queued and a greenlet waits in poll(); when it returns True the
+        event was handled and is not queued (poll never sees it). ``hook``
+        runs in the pushing greenlet (usually the hub) and must not block;
+        None removes it. Returns None; never blocks."""
+        self._channel.direct = hook
+
     # ------------------------------------------------------------------ ids
 
     def _live(self, socket_id: Any) -> Optional[Slot]:

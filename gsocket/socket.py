@@ -34,7 +34,7 @@ from gevent import Timeout
 from . import _flow
 from . import driver as _driver
 from ._socket_pool import BUFFER_LIMIT, WANT_ANY, WANT_CLOSE, Entry, SocketPool, pool_of
-from ._arguments import check_limits
+from ._arguments import check_limits, split_address
 from .events import SocketInfo
 from .server import SendData
 
@@ -111,27 +111,6 @@ def _check_timeout(timeout: Optional[float]) -> None:
         raise ValueError(f"timeout must be a number of seconds >= 0, got {timeout!r}")
 
 
-def _split_address(host: str, port: Optional[int]) -> Tuple[str, Optional[int]]:
-    if port is not None:
-        return host, port
-    if not isinstance(host, str):
-        raise TypeError(f"host must be a str, not {type(host).__name__}")
-    if host.startswith("unix:"):
-        return host, None
-    if host.startswith("["):
-        end = host.find("]")
-        if end < 0 or host[end + 1:end + 2] != ":":
-            raise ValueError(f"Invalid address {host!r}")
-        name, port_text = host[1:end], host[end + 2:]
-    else:
-        name, sep, port_text = host.rpartition(":")
-        if not sep:
-            raise ValueError(f"Invalid address {host!r}: expected 'host:port'")
-    if not port_text.isdigit() or int(port_text) > 65535:
-        raise ValueError(f"Invalid port in address {host!r}")
-    return name, int(port_text)
-
-
 # ---------------------------------------------------------------------- connecting
 
 def open(host: str, port: Optional[int] = None, *, timeout: Optional[float] = None,  # noqa: A001
@@ -142,7 +121,7 @@ def open(host: str, port: Optional[int] = None, *, timeout: Optional[float] = No
     default ``host``, is for SNI and the certificate check). Blocks the calling
     greenlet; raises ConnectionError/OSError (ssl.SSLError: handshake), TimeoutError."""
     _check_timeout(timeout)
-    host, port = _split_address(host, port)
+    host, port = split_address(host, port)
     pool = _pool(create=True)
     _refuse_foreign_thread(pool, "open")
     tls = {"ssl_context": ssl_context, "server_hostname": server_hostname}
@@ -163,7 +142,7 @@ def listen(host: Optional[str], port: Optional[int] = None, backlog: int = 32, *
     processes serve one port; ``ssl_context`` makes accepted connections TLS
     (handshake on start, bytes after it). OSError if unbound. Never blocks."""
     if port is None and not (isinstance(host, str) and host.startswith("unix:")):
-        host, port = _split_address(host, None)
+        host, port = split_address(host, None)
     pool = _pool(create=True)
     socket_id = pool.driver.listen(host, port, backlog, pool.opaque, reuseport=bool(reuseport),
                                    ssl_context=ssl_context)
@@ -234,11 +213,18 @@ def drain(socket_id: int, *, below: int = 65536, timeout: Optional[float] = None
     the peer. Returns True then (at once if so already), False if the
     socket is closed or closes first; TimeoutError after ``timeout``
     seconds, with nothing dropped. Blocks only the calling greenlet."""
-    _check_id(socket_id)
-    _check_timeout(timeout)
-    if isinstance(below, bool) or not isinstance(below, int) or below < 0:
+    if type(socket_id) is not int:
+        _check_id(socket_id)
+    if type(below) is not int or below < 0:
         raise ValueError(f"below must be an int >= 0, got {below!r}")
+    if timeout is not None:
+        _check_timeout(timeout)
     pool = _pool()
+    pending = pool.server.pending_bytes(socket_id)     # TypeError for a non-int id
+    if pending is None:
+        return False
+    if pending <= below:                               # the common case: at once
+        return True
     _refuse_foreign_thread(pool, "drain")
     return _flow.drain(pool, socket_id, below, timeout)
 

@@ -491,3 +491,54 @@ def test_cleanup_after_free_does_not_bring_a_driver_back(leak_check):
         fresh.free()
     finally:
         driver_module.install_default(previous, hub)
+
+
+def test_register_direct_skips_the_dispatcher_only_when_nothing_waits(driver: Driver) -> None:
+    owner = Recorder(driver)
+    opaque = driver.register(owner)
+    direct: List[Any] = []
+    driver.register_direct(opaque, direct.append)
+    with pytest.raises(ValueError):
+        driver.register_direct(opaque + 1000, direct.append)
+    listen_id = driver.listen("127.0.0.1", 0, opaque=opaque)
+    driver.start(listen_id)
+    assert owner.next()[0] == CONNECT
+    client = gevent.socket.create_connection(("127.0.0.1", driver.server.address(listen_id)[1]))
+    try:
+        kind, message = owner.next()
+        new_id = message.ud
+        driver.start(new_id)
+        assert owner.next()[0] == CONNECT              # every other event: the owner
+        client.sendall(b"one")
+        wait_for(lambda: direct)
+        assert [(m.id, m.data) for m in direct] == [(new_id, b"one")]
+        assert DATA not in owner.kinds()               # the dispatcher was spared it
+        client.close()
+        assert owner.next()[0] == CLOSE
+        driver.close(new_id)
+    finally:
+        client.close()
+        driver.close(listen_id)
+
+
+def test_a_driver_polled_by_hand_sees_every_data_event() -> None:
+    manual = Driver(start=False)
+    try:
+        owner = Recorder(manual)
+        opaque = manual.register(owner)
+        manual.register_direct(opaque, lambda message: pytest.fail("direct while polled by hand"))
+        listen_id = manual.listen("127.0.0.1", 0, opaque=opaque)
+        manual.start(listen_id)
+        assert manual.poll(5) == 1 and owner.kinds() == [CONNECT]
+        client = gevent.socket.create_connection(("127.0.0.1", manual.server.address(listen_id)[1]))
+        assert manual.poll(5) == 1
+        new_id = owner.events[-1][1].ud
+        manual.start(new_id)
+        assert manual.poll(5) == 1
+        client.sendall(b"by hand")
+        assert manual.poll(5) == 1
+        kind, message = owner.events[-1]
+        assert (kind, message.data) == (DATA, b"by hand")
+        client.close()
+    finally:
+        manual.free()
