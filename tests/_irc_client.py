@@ -3,12 +3,9 @@ door's own sans-I/O parser; every message received is kept in ``seen``."""
 
 from __future__ import annotations
 
-import socket as stdlib_socket
 from typing import Callable, List, Optional, Union
 
-import gevent
-import gevent.socket
-
+from chat_helpers import BufferedClient
 from gsocket.chat.irc_protocol import Message, parse
 
 WAIT = 10.0
@@ -22,52 +19,29 @@ def _matcher(match: Match) -> Callable[[Message], bool]:
     return lambda message: message.command == match
 
 
-class IrcClient:
+class IrcClient(BufferedClient):
     """Speaks raw IRC to the door."""
 
+    separator = b"\r\n"
+
     def __init__(self, port: int, host: str = "127.0.0.1") -> None:
-        self.sock = gevent.socket.socket(stdlib_socket.AF_INET, stdlib_socket.SOCK_STREAM)
-        self.sock.settimeout(WAIT)
-        self.sock.connect((host, port))
-        self.buffer = b""
+        super().__init__(port, host)
         self.raw: List[bytes] = []
-        self.seen: List[Message] = []
-        self.pending: List[Message] = []
-        self.eof = False
         self.nick = "*"
+
+    def _item(self, raw: bytes) -> Message:
+        assert len(raw) + 2 <= 512, f"a message over 512 bytes: {raw[:80]!r}..."
+        self.raw.append(raw)
+        message = parse(raw)
+        assert message is not None, raw
+        return message
 
     def send(self, *lines: str) -> None:
         self.sock.sendall("".join(line + "\r\n" for line in lines).encode())
 
-    def send_raw(self, data: bytes) -> None:
-        self.sock.sendall(data)
-
-    def _fill(self) -> bool:
-        try:
-            chunk = self.sock.recv(65536)
-        except ConnectionResetError:
-            chunk = b""
-        if not chunk:
-            self.eof = True
-            return False
-        self.buffer += chunk
-        *lines, self.buffer = self.buffer.split(b"\r\n")
-        for raw in lines:
-            assert len(raw) + 2 <= 512, f"a message over 512 bytes: {raw[:80]!r}..."
-            self.raw.append(raw)
-            message = parse(raw)
-            assert message is not None, raw
-            self.seen.append(message)
-            self.pending.append(message)
-        return True
-
     def message(self, timeout: float = WAIT) -> Optional[Message]:
         """The next message not consumed yet, or None at EOF."""
-        with gevent.Timeout(timeout, AssertionError(f"nothing within {timeout} s; seen {self.seen[-8:]}")):
-            while not self.pending:
-                if self.eof or not self._fill():
-                    return None
-        return self.pending.pop(0)
+        return self._next(timeout)
 
     def expect(self, match: Match, timeout: float = WAIT) -> Message:
         """Skip to the next message matching ``match`` (a command or numeric, or a predicate)."""
@@ -134,6 +108,3 @@ class IrcClient:
             if message is None:
                 return rest
             rest.append(message)
-
-    def close(self) -> None:
-        self.sock.close()

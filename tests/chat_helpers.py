@@ -12,7 +12,7 @@ import sys
 import time
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Callable, List, Optional, Union
+from typing import Any, Callable, List, Optional, Union
 
 import gevent
 import gevent.socket
@@ -39,8 +39,12 @@ def _matcher(match: Match) -> Callable[[str], bool]:
     return lambda line: line.startswith(match)
 
 
-class ChatClient:
-    """A line-protocol client; every line it received is kept in ``seen``."""
+class BufferedClient:
+    """A gevent TCP client that splits what it receives at ``separator``
+    and turns each piece into an item (``_item``); every item is kept in
+    ``seen``, the ones not consumed yet in ``pending``."""
+
+    separator = b"\n"
 
     def __init__(self, port: int, host: str = "127.0.0.1", rcvbuf: Optional[int] = None) -> None:
         self.sock = gevent.socket.socket(stdlib_socket.AF_INET, stdlib_socket.SOCK_STREAM)
@@ -49,12 +53,12 @@ class ChatClient:
         self.sock.settimeout(WAIT)
         self.sock.connect((host, port))
         self.buffer = b""
-        self.seen: List[str] = []
-        self.pending: List[str] = []
+        self.seen: List[Any] = []
+        self.pending: List[Any] = []
         self.eof = False
 
-    def send(self, *lines: str, end: str = "\n") -> None:
-        self.sock.sendall("".join(line + end for line in lines).encode())
+    def _item(self, raw: bytes) -> Any:
+        raise NotImplementedError
 
     def send_raw(self, data: bytes) -> None:
         self.sock.sendall(data)
@@ -68,20 +72,37 @@ class ChatClient:
             self.eof = True
             return False
         self.buffer += chunk
-        *lines, self.buffer = self.buffer.split(b"\n")
-        for raw in lines:
-            line = raw.decode("utf-8")
-            self.seen.append(line)
-            self.pending.append(line)
+        *pieces, self.buffer = self.buffer.split(self.separator)
+        for raw in pieces:
+            item = self._item(raw)
+            self.seen.append(item)
+            self.pending.append(item)
         return True
 
-    def line(self, timeout: float = WAIT) -> Optional[str]:
-        """The next line not consumed yet, or None at EOF."""
-        with gevent.Timeout(timeout, AssertionError(f"no line within {timeout} s; seen {self.seen[-8:]}")):
+    def _next(self, timeout: float) -> Any:
+        """The next item not consumed yet, or None at EOF."""
+        with gevent.Timeout(timeout, AssertionError(f"nothing within {timeout} s; seen {self.seen[-8:]}")):
             while not self.pending:
                 if self.eof or not self._fill():
                     return None
         return self.pending.pop(0)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class ChatClient(BufferedClient):
+    """A line-protocol client; every line it received is kept in ``seen``."""
+
+    def _item(self, raw: bytes) -> str:
+        return raw.decode("utf-8")
+
+    def send(self, *lines: str, end: str = "\n") -> None:
+        self.sock.sendall("".join(line + end for line in lines).encode())
+
+    def line(self, timeout: float = WAIT) -> Optional[str]:
+        """The next line not consumed yet, or None at EOF."""
+        return self._next(timeout)
 
     def expect(self, match: Match, timeout: float = WAIT) -> str:
         """Skip lines until one matches (prefix or predicate); return it."""
@@ -141,10 +162,6 @@ class ChatClient:
             rest.append(line)
             if line == last:
                 return rest
-
-    def close(self) -> None:
-        self.sock.close()
-
 
 class WsUser:
     """A `websockets` sync client; its blocking calls run in gevent's
