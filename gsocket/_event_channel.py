@@ -6,11 +6,13 @@ in ``poll``. Pushing never switches greenlets: the first push after the
 poller went to sleep schedules a single wake-up callback, so every event
 produced in one loop iteration is drained by one wake of the poller.
 
-Direct delivery: the poller's owner may hand down ``direct``, offered
-each event pushed while the queue is empty and the poller waits (so no
-earlier event can be overtaken); it may deliver the event there and then
-and spare the poller a wake-up (the driver does so for DATA to the socket
-API, whose handler only buffers bytes and wakes a reader).
+Direct delivery: the poller's owner may hand down (``set_direct``) a
+poller greenlet and a dict of DATA handlers by opaque. DATA pushed
+(``push_data``) while the queue is empty and that greenlet waits (so no
+earlier event can be overtaken) goes to its handler there and then: the
+poller is spared a wake-up and the event is never even made (the driver
+does so for DATA to the socket API, whose handler only buffers bytes and
+wakes a reader).
 
 Stalls: the poller's owner may hand down ``on_stall``, a callable run from
 the hub when events wait and nobody polls (the greenlet that should poll has
@@ -23,11 +25,12 @@ waits and one event arrives.
 from __future__ import annotations
 
 from collections import deque
-from typing import Any, Callable, Deque, List, Optional
+from typing import Any, Callable, Deque, Dict, List, Optional
 
 from greenlet import getcurrent
 
-from .events import SocketMessage
+from .events import SOCKET_DATA, SocketMessage
+from ._netutil import logger
 
 _TIMED_OUT = object()
 
@@ -40,8 +43,9 @@ DRAINED = CROWDED // 4
 class EventChannel:
     """FIFO of SocketMessage between the hub (producers) and one poller."""
 
-    __slots__ = ("_events", "_loop", "_hub", "_poller", "_wake_scheduled", "push",
-                 "_drain_callbacks", "_exit", "on_stall", "_stall_check_armed", "direct",
+    __slots__ = ("_events", "_loop", "_hub", "_poller", "_wake_scheduled", "push", "push_data",
+                 "_drain_callbacks", "_exit", "on_stall", "_stall_check_armed", "_direct_poller",
+                 "_direct_handlers",
                  "__weakref__")
 
     def __init__(self, hub: Any) -> None:
@@ -55,11 +59,12 @@ class EventChannel:
         #: Called from the hub when events wait while nobody polls (or None).
         self.on_stall: Optional[Callable[[], None]] = None
         self._stall_check_armed = False
-        #: Offered an event pushed while the queue is empty and the poller
-        #: waits; True means it was delivered there and then (or None).
-        self.direct: Optional[Callable[[SocketMessage], bool]] = None
+        # See set_direct.
+        self._direct_poller: Any = None
+        self._direct_handlers: Dict[int, Callable[[int, bytes], None]] = {}
         # Bound once: the hot path calls ``channel.push(msg)`` per event.
         self.push = self._push
+        self.push_data = self._push_data
 
     def __len__(self) -> int:
         return len(self._events)
@@ -82,10 +87,6 @@ class EventChannel:
     def _push(self, message: SocketMessage) -> None:
         if self._exit is not None:
             return
-        if self._poller is not None and not self._events:
-            direct = self.direct
-            if direct is not None and direct(message):
-                return
         self._events.append(message)
         if self._poller is not None:
             if not self._wake_scheduled:
@@ -93,6 +94,28 @@ class EventChannel:
                 self._loop.run_callback(self._wake)
         elif self.on_stall is not None and not self._stall_check_armed:
             self._arm_stall_check()
+
+    def set_direct(self, poller: Any, handlers: Optional[Dict[int, Callable[[int, bytes], None]]]) -> None:
+        """Deliver DATA of the opaques in ``handlers`` to
+        ``handlers[opaque](socket_id, data)`` at once while ``poller`` (a
+        greenlet) waits with nothing queued; ``poller`` None: never."""
+        self._direct_poller = poller
+        self._direct_handlers = handlers if handlers is not None else {}
+
+    def _push_data(self, socket_id: int, opaque: int, data: bytes) -> None:
+        """Push DATA of ``socket_id``: to its direct handler when it may be
+        (see set_direct), else queued as a SocketMessage like every event."""
+        poller = self._poller
+        if poller is not None and poller is self._direct_poller and not self._events:
+            handler = self._direct_handlers.get(opaque)
+            if handler is not None:
+                try:
+                    handler(socket_id, data)
+                except Exception:
+                    logger.exception("direct DATA handler of opaque %d failed on %d (%d bytes)",
+                                     opaque, socket_id, len(data))
+                return
+        self._push(SocketMessage(SOCKET_DATA, socket_id, opaque, len(data), data))
 
     def _arm_stall_check(self) -> None:
         self._stall_check_armed = True
@@ -160,6 +183,7 @@ class EventChannel:
         """Drop every queued event; a greenlet blocked in pop() gets
         ``exit_message`` so that it does not outlive the server."""
         self.on_stall = None
+        self._direct_poller = None
         self._events.clear()
         self._drain_callbacks.clear()
         if self._poller is not None:

@@ -16,10 +16,11 @@ __all__ = ["FlowOperations"]
 
 
 class FlowOperations:
-    """SocketServer's flow-control methods; the server provides ``_live``,
+    """SocketServer's flow-control methods; the server provides ``_live``, ``_slots``,
     ``_other_thread`` and ``_from_other_thread``."""
 
     _live: Any
+    _slots: Any
     _other_thread: Any
     _from_other_thread: Any
 
@@ -45,8 +46,11 @@ class FlowOperations:
     def pending_bytes(self, socket_id: int) -> Optional[int]:
         """Bytes queued for the peer of ``socket_id`` (None: no such id).
         Never blocks."""
-        slot = self._live(socket_id)
-        return None if slot is None else slot.pending_bytes
+        slot = self._slots.get(socket_id)
+        if slot is None:
+            self._live(socket_id)   # TypeError for a non-int id
+            return None
+        return slot.pending_bytes
 
     def when_below(self, socket_id: int, below: int,
                    callback: Callable[[bool], None]) -> Optional[Callable[[], None]]:

@@ -108,13 +108,16 @@ class SlotHost:
     and whether it is crowded) and the table of live ids. The server owns
     one; every slot holds it."""
 
-    __slots__ = ("loop", "emit", "crowded", "when_drained", "slots", "max_sockets",
-                 "last_id", "released")
+    __slots__ = ("loop", "emit", "emit_data", "crowded", "when_drained", "slots", "max_sockets",
+                 "last_id", "released", "in_read", "after_read")
 
     def __init__(self, loop: Any, channel: Any, max_sockets: int) -> None:
         self.loop = loop
         #: Push one SocketMessage into the event channel.
         self.emit: Callable[[SocketMessage], None] = channel.push
+        #: Push DATA: ``emit_data(socket_id, opaque, data)`` (no message made
+        #: when the bytes can be delivered at once).
+        self.emit_data: Callable[[int, int, bytes], None] = channel.push_data
         #: True while the channel holds so many events that producers hold off.
         self.crowded: Callable[[], bool] = channel.crowded
         #: Call a callable once the channel has drained (see EventChannel).
@@ -124,6 +127,27 @@ class SlotHost:
         self.max_sockets = max_sockets
         self.last_id = 0
         self.released = False
+        #: True while a stream reader's callback runs (see call_soon).
+        self.in_read = False
+        #: (callable, argument) pairs call_soon put off until that callback ends.
+        self.after_read: list = []
+
+    def call_soon(self, function: Callable[[Any], Any], argument: Any) -> None:
+        """Run ``function(argument)`` soon, never now: at the end of the
+        stream reader callback that is running (so that a reader woken by
+        the bytes just read runs without another loop turn, and after the
+        callback is done with its slot), else from the next loop callback."""
+        if self.in_read:
+            self.after_read.append((function, argument))
+        else:
+            self.loop.run_callback(function, argument)
+
+    def run_after_read(self) -> None:
+        """Run what call_soon put off during the reader callback that just ended."""
+        pending = self.after_read
+        self.after_read = []
+        for function, argument in pending:
+            function(argument)
 
     def register(self, slot: _S) -> _S:
         """Give ``slot`` the next free id and make it live; return it.

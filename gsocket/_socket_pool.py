@@ -93,6 +93,9 @@ class SocketPool:
         self.server = driver.server
         self.loop = driver.hub.loop
         self.hub = driver.hub
+        self.call_soon = self.server.call_soon
+        #: The OS thread of the driver's hub (socket calls check it).
+        self.thread_ident = driver.thread_ident
         self.entries: Dict[int, Entry] = {}
         self.onclose: Dict[int, Callable[[int], Any]] = {}
         #: Bytes kept between abandon(id) and the next start(id).
@@ -103,7 +106,7 @@ class SocketPool:
         #: id -> Waiter of a greenlet waiting for a TLS handshake (wait_open_id).
         self.open_waiters: Dict[int, Waiter] = {}
         self.opaque = driver.register(self.dispatch)
-        driver.register_direct(self.opaque, self.on_data)
+        driver.register_direct(self.opaque, self.on_bytes)
         self.handlers = {
             SKYNET_SOCKET_TYPE_DATA: self.on_data,
             SKYNET_SOCKET_TYPE_CONNECT: self.on_connect,
@@ -152,7 +155,7 @@ class SocketPool:
         reader = entry.reader
         if reader is not None:
             entry.read_required = None
-            self.loop.run_callback(reader.switch, None)
+            self.call_soon(reader.switch, None)
 
     def pause_reading(self, entry: Entry, size: int) -> None:
         if entry.paused is None:
@@ -161,16 +164,22 @@ class SocketPool:
             self.server.pause(entry.id)
 
     def on_data(self, message: SocketMessage) -> None:
-        data: bytes = message.data  # type: ignore[assignment]  # DATA carries bytes
-        entry = self.entries.get(message.id)
+        """DATA through the dispatcher."""
+        self.on_bytes(message.id, message.data)  # type: ignore[arg-type]  # DATA: bytes
+
+    def on_bytes(self, socket_id: int, data: bytes) -> None:
+        """Bytes read from ``socket_id``: buffer them, wake the reader if it
+        has what it waits for, pause the socket if nobody reads. Runs in the
+        dispatcher, or in the hub (register_direct); never blocks."""
+        entry = self.entries.get(socket_id)
         if entry is None:
-            buffer = self.abandoned.get(message.id)
+            buffer = self.abandoned.get(socket_id)
             if buffer is not None:   # between abandon() and start(): keep it, bounded
                 if buffer.push(data) > BUFFER_LIMIT:
-                    self._pause_abandoned(message.id)   # start() reads again
+                    self._pause_abandoned(socket_id)   # start() reads again
                 return
             # Usually data that was in flight when we closed the id.
-            logger.debug("socket: drop package from %d (%d bytes)", message.id, message.ud)
+            logger.debug("socket: drop package from %d (%d bytes)", socket_id, len(data))
             return
         size = entry.buffer.push(data)
         required = entry.read_required
@@ -178,7 +187,9 @@ class SocketPool:
             if size >= required:
                 if size > BUFFER_LIMIT:
                     self.pause_reading(entry, size)
-                self.wake(entry)
+                reader = entry.reader   # self.wake(entry), inlined: every read's path
+                entry.read_required = None
+                self.call_soon(reader.switch, None)   # type: ignore[union-attr]  # waits
             return
         limit = entry.buffer_limit
         if limit is not None and size > limit:

@@ -16,7 +16,7 @@ from typing import Any, Callable, Deque, List, Optional, Tuple, Union
 
 import _socket
 
-from .events import SOCKET_CLOSE, SOCKET_DATA, SOCKET_OPEN, SocketMessage
+from .events import SOCKET_CLOSE, SOCKET_OPEN, SocketMessage
 from ._netutil import WOULD_BLOCK, logger, peer_hung_up
 from ._slot import (
     BIND, CLOSED, CLOSING, CONNECTED, CONNECTING, HALFCLOSE_READ, PACCEPT, Slot,
@@ -82,32 +82,46 @@ class StreamSlot(Slot):
     # ------------------------------------------------------------------ reader
 
     def on_readable(self) -> None:
+        host = self.host
         recv = self.recv
-        for _ in range(MAX_READS_PER_WAKEUP):
-            size = self.read_size
-            try:
-                data = recv(size)
-            except WOULD_BLOCK:
-                return
-            except OSError as err:
-                self.io_error(err)
-                return
-            received = len(data)
-            if not received:
-                self.on_eof()
-                return
-            if self.state is CLOSING:
-                continue   # close() was called: incoming bytes are discarded
-            self.bytes_read += received
-            self.rtime = self.host.loop.now()
-            self.emit(SocketMessage(SOCKET_DATA, self.id, self.opaque, received, data))
-            if received == size:
-                if size < MAX_READ_BUFFER:
-                    self.read_size = size * 2
-                continue
-            if size > MIN_READ_BUFFER and received * 2 < size:
-                self.read_size = size // 2
-            return
+        host.in_read = True
+        try:
+            for _ in range(MAX_READS_PER_WAKEUP):
+                size = self.read_size
+                try:
+                    data = recv(size)
+                except WOULD_BLOCK:
+                    break
+                except OSError as err:
+                    self.io_error(err)
+                    break
+                received = len(data)
+                if not received:
+                    self.on_eof()
+                    break
+                if self.state is CLOSING:
+                    continue   # close() was called: incoming bytes are discarded
+                self.bytes_read += received
+                self.rtime = host.loop.now()
+                host.emit_data(self.id, self.opaque, data)
+                if received == size:
+                    if self.state is CLOSED:
+                        break   # a direct DATA handler closed it (socket.limit)
+                    if size < MAX_READ_BUFFER:
+                        self.read_size = size * 2
+                    continue
+                if size > MIN_READ_BUFFER and received * 2 < size:
+                    self.read_size = size // 2
+                break
+        finally:
+            host.in_read = False
+        pending = host.after_read
+        if pending:
+            # A reader woken by these bytes runs now, once this slot is left
+            # alone (it may close it). host.run_after_read(), inlined: hot.
+            host.after_read = []
+            for function, argument in pending:
+                function(argument)
 
     def on_eof(self) -> None:
         self.stop_reading()

@@ -41,7 +41,7 @@ from typing import Any, Optional
 
 from gevent.hub import Waiter
 
-from .events import SOCKET_CLOSE, SOCKET_DATA, SOCKET_ERROR, SOCKET_OPEN, SocketMessage
+from .events import SOCKET_CLOSE, SOCKET_ERROR, SOCKET_OPEN, SocketMessage
 from ._connecting import ConnectingSlot
 from ._listener import ListenerSlot, ReserveFd
 from ._netutil import WOULD_BLOCK, error_text, format_address, logger
@@ -300,7 +300,7 @@ class TlsSlot(ConnectingSlot):
             data = parts[0] if len(parts) == 1 else b"".join(parts)
             self.bytes_read += len(data)
             self.rtime = self.host.loop.now()
-            self.emit(SocketMessage(SOCKET_DATA, self.id, self.opaque, len(data), data))
+            self.host.emit_data(self.id, self.opaque, data)
         if failure is not None:
             self.tls_failed(failure)
             return False

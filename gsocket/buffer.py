@@ -243,7 +243,10 @@ class ReadBuffer:
             out = b"".join([head, *chunks])
             self._reset()
             return out
-        self._reset()
+        # _reset() inlined: this is every read(id)'s path.
+        self._data = b""
+        self._start = 0
+        self._scan = 0
         if start == 0 and type(data) is bytes:
             return data
         return self._take(data, start, len(data))

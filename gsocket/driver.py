@@ -100,7 +100,7 @@ class Driver:
         _all_drivers.add(self)
         self._owners: Dict[int, Owner] = {}
         #: opaque -> DATA handler that may run in the hub (register_direct).
-        self._direct: Dict[int, Callable[[SocketMessage], None]] = {}
+        self._direct: Dict[int, Callable[[int, bytes], None]] = {}
         self._next_opaque = 0
         self._dispatcher: Optional[gevent.Greenlet] = None
         self._retired: List[Any] = []
@@ -126,7 +126,7 @@ class Driver:
         self._in_route = False
         self._dispatcher = gevent.spawn(self._dispatch_loop)
         _watch_stalls(self.server, self._on_stall)
-        self.server.set_direct_hook(self._route_direct)
+        self.server.set_direct(self._dispatcher, self._direct)
 
     def exit(self) -> None:
         """Ask the dispatcher to stop after the events already queued; when
@@ -181,31 +181,17 @@ class Driver:
         self._owners.pop(opaque, None)
         self._direct.pop(opaque, None)
 
-    def register_direct(self, opaque: int, on_data: Callable[[SocketMessage], None]) -> None:
+    def register_direct(self, opaque: int, on_data: Callable[[int, bytes], None]) -> None:
         """Let DATA events of ``opaque`` skip the dispatcher: while the
-        dispatcher waits with nothing queued, ``on_data(message)`` runs at
-        once in the greenlet that produced the event (the hub), so it must
-        never block or switch (buffer the bytes, schedule wake-ups). The
-        owner still gets every other event, and DATA too whenever events
-        are queued. Returns None; never blocks."""
+        dispatcher waits with nothing queued, ``on_data(socket_id, data)``
+        runs at once in the greenlet that read the bytes (the hub), so it
+        must never block or switch (buffer the bytes, wake readers with
+        ``server.call_soon``); what it raises is logged. The owner still
+        gets every other event, and DATA too whenever events are queued or
+        the driver is polled by hand. Returns None; never blocks."""
         if opaque not in self._owners:
             raise ValueError(f"no owner {opaque} registered")
         self._direct[opaque] = on_data
-
-    def _route_direct(self, message: SocketMessage) -> bool:
-        # Offered by the event channel when nothing is queued and someone
-        # polls: only our own dispatcher (not a poll() by hand) may be
-        # spared, and only outside an owner callback.
-        if message.type != SOCKET_DATA or self._dispatcher is None or self._in_route:
-            return False
-        on_data = self._direct.get(message.opaque)
-        if on_data is None:
-            return False
-        try:
-            on_data(message)
-        except Exception:
-            logger.exception("socket owner %d failed on %r", message.opaque, message)
-        return True
 
     # ------------------------------------------------------------------ dispatch
 

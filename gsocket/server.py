@@ -21,7 +21,7 @@ from __future__ import annotations
 import errno
 import os
 from functools import partial
-from typing import Any, Callable, List, Optional, Set, Tuple
+from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 import _socket
 import gevent
@@ -92,6 +92,8 @@ class SocketServer(FlowOperations, UdpOperations):
         # What the slots see of this server: loop, event push, id table.
         self._host = SlotHost(self._loop, self._channel, max_sockets)
         self._slots = self._host.slots
+        # The hot path (every reader wake-up) skips the method's extra call.
+        self.call_soon = self._host.call_soon
         self._released = False
         self._connectors: Set[gevent.Greenlet] = set()
         # Greenlets waiting in block_connect: release() wakes them.
@@ -160,13 +162,23 @@ class SocketServer(FlowOperations, UdpOperations):
         one by one. ``hook`` must not block. Returns None; never blocks."""
         self._channel.on_stall = hook
 
-    def set_direct_hook(self, hook: Optional[Callable[[SocketMessage], bool]]) -> None:
-        """Offer ``hook(message)`` every event pushed while no event is
-        queued and a greenlet waits in poll(); when it returns True the
-        event was handled and is not queued (poll never sees it). ``hook``
-        runs in the pushing greenlet (usually the hub) and must not block;
-        None removes it. Returns None; never blocks."""
-        self._channel.direct = hook
+    def set_direct(self, poller: Any, handlers: Optional[Dict[int, Callable[[int, bytes], None]]]) -> None:
+        """While the greenlet ``poller`` waits in poll() with no event
+        queued, the bytes of a DATA event whose opaque is in ``handlers``
+        go to ``handlers[opaque](socket_id, data)`` at once, in the greenlet
+        that read them (the hub), and no event is queued (poll never sees
+        it). A handler must not block; what it raises is logged. The dict is
+        read at each event, so entries may come and go. ``poller`` None
+        turns it off. Returns None; never blocks."""
+        self._channel.set_direct(poller, handlers)
+
+    def call_soon(self, function: Callable[[Any], Any], argument: Any) -> None:
+        """Run ``function(argument)`` in the hub soon, never now: right after
+        the socket read callback that is running, when called from inside
+        one (a direct hook waking a reader: it runs without another loop
+        turn), else from the next loop callback. Hub's thread only; never
+        blocks."""
+        self._host.call_soon(function, argument)
 
     # ------------------------------------------------------------------ ids
 
@@ -444,12 +456,14 @@ class SocketServer(FlowOperations, UdpOperations):
     def send(self, socket_id: int, data: SendData) -> bool:
         """Send with high priority; never blocks. False if the id is not a
         live socket (or was closed). Bytes go out in call order."""
-        data = normalize(data)
-        if self._other_thread():
+        if type(data) is not bytes:
+            data = normalize(data)
+        if _get_ident() != self._thread_ident:
             check_id(socket_id)
             return self._from_other_thread(self.send, socket_id, frozen(data))
-        slot = self._live(socket_id)
+        slot = self._slots.get(socket_id)
         if slot is None:
+            self._live(socket_id)   # TypeError for a non-int id
             return False
         return slot.send(data, False)
 

@@ -31,9 +31,14 @@ from typing import Any, Callable, List, Optional, Tuple, Union
 import _socket
 from gevent import Timeout
 
+from gevent._hub_local import get_hub_if_exists
+
 from . import _flow
-from . import driver as _driver
-from ._socket_pool import BUFFER_LIMIT, WANT_ANY, WANT_CLOSE, Entry, SocketPool, pool_of
+from .driver import _HUB_ATTRIBUTE, _get_ident   # the unpatched get_ident
+from ._socket_lookup import (
+    _check_callback, _check_id, _check_timeout, _pool, _refuse_foreign_thread, _stream,
+)
+from ._socket_pool import BUFFER_LIMIT, WANT_ANY, WANT_CLOSE, Entry, SocketPool
 from ._arguments import check_limits, split_address
 from .events import SocketInfo
 from .server import SendData
@@ -48,67 +53,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger("gsocket.socket")
-
-
-def _pool(create: bool = False) -> SocketPool:
-    """The pool of the hub's driver. Only calls that make a new socket
-    (``create``) replace a freed driver; the others see a freed driver's
-    empty pool, where every id is gone. ``create`` from an OS thread
-    without a driver while another thread has the live one: RuntimeError
-    (a driver made here would have nobody to dispatch it)."""
-    if create:
-        owner = _driver.hub_thread_driver()
-        if owner is not None:
-            raise RuntimeError(
-                "gsocket.socket: a call that makes a socket (open, listen, bind, udp...) came from "
-                f"another OS thread (ident {_driver.thread_ident()}) than the hub's "
-                f"(ident {owner.thread_ident}): make sockets in the hub's thread, or monkey-patch "
-                "the process so that threads are greenlets")
-        return pool_of(_driver.default())
-    return pool_of(_driver.current())
-
-
-def _refuse_foreign_thread(pool: SocketPool, what: str) -> None:
-    """Blocking calls wait on the hub of the driver's thread: from another
-    OS thread they cannot, so they fail clearly instead of hanging."""
-    if pool.driver.foreign_thread():
-        raise RuntimeError(
-            f"gsocket.socket.{what} blocks, and was called from another OS thread than the "
-            "hub's: blocking gsocket calls work only in greenlets of the hub's thread "
-            "(monkey-patch the process, or hand the work to the hub)")
-
-
-
-def _check_id(socket_id: Any) -> None:
-    if isinstance(socket_id, bool) or not isinstance(socket_id, int):
-        raise TypeError(f"socket id must be an int, not {type(socket_id).__name__}")
-
-
-def _check_callback(callback: Any, what: str, optional: bool = False) -> None:
-    if (callback is not None or not optional) and not callable(callback):
-        raise TypeError(f"{what} must be callable")
-
-
-def _stream(socket_id: int, what: str) -> Tuple[SocketPool, Optional[Entry]]:
-    pool = _pool()
-    if pool.driver.foreign_thread():
-        _refuse_foreign_thread(pool, what)
-    entry = pool.entry(socket_id)
-    if entry is not None:
-        if entry.is_listener:
-            raise ValueError(f"socket {socket_id} is a listening socket")
-        if entry.reader is not None:
-            # Even when the bytes are buffered: taking them would starve the
-            # waiting reader (it could wake to find them gone).
-            raise RuntimeError(f"socket {socket_id} is already being read by another greenlet")
-    return pool, entry
-
-
-def _check_timeout(timeout: Optional[float]) -> None:
-    if timeout is None:
-        return
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0:
-        raise ValueError(f"timeout must be a number of seconds >= 0, got {timeout!r}")
 
 
 # ---------------------------------------------------------------------- connecting
@@ -219,12 +163,14 @@ def drain(socket_id: int, *, below: int = 65536, timeout: Optional[float] = None
         raise ValueError(f"below must be an int >= 0, got {below!r}")
     if timeout is not None:
         _check_timeout(timeout)
-    pool = _pool()
-    pending = pool.server.pending_bytes(socket_id)     # TypeError for a non-int id
+    driver = getattr(get_hub_if_exists(), _HUB_ATTRIBUTE, None)   # _pool() inlined: hot
+    server = driver.server if driver is not None else _pool().server
+    pending = server.pending_bytes(socket_id)          # TypeError for a non-int id
     if pending is None:
         return False
     if pending <= below:                               # the common case: at once
         return True
+    pool = _pool()
     _refuse_foreign_thread(pool, "drain")
     return _flow.drain(pool, socket_id, below, timeout)
 
@@ -243,21 +189,27 @@ def read(socket_id: int, n: Optional[int] = None, *, timeout: Optional[float] = 
     when the socket closed first; the bytes that did arrive stay buffered
     (``readall`` returns them). TimeoutError after ``timeout`` seconds,
     with every byte kept."""
-    pool, entry = _stream(socket_id, "read")
-    if entry is None:
-        return None
+    # _stream(socket_id, "read") inlined for its common case: every read's path.
+    driver = getattr(get_hub_if_exists(), _HUB_ATTRIBUTE, None)
+    pool = driver.socket_pool if driver is not None else None
+    entry = pool.entries.get(socket_id) if pool is not None else None
+    if (entry is None or entry.reader is not None or entry.is_listener
+            or _get_ident() != pool.thread_ident):   # type: ignore[union-attr]
+        pool, entry = _stream(socket_id, "read")
+        if entry is None:
+            return None
     buffer = entry.buffer
     if n is None:
-        if buffer:
-            return buffer.readall()
+        data = buffer.readall()
+        if data:
+            return data
         if not entry.connected:
             return None
         if timeout is not None:
             _check_timeout(timeout)
         pool.suspend(entry, WANT_ANY, timeout)
         # entry.buffer, not ``buffer``: abandon() hands the old buffer over.
-        buffer = entry.buffer
-        return buffer.readall() if buffer else None
+        return entry.buffer.readall() or None
     if isinstance(n, bool) or not isinstance(n, int) or n < 0:
         raise ValueError(f"read size must be an int >= 0, got {n!r}")
     data = buffer.pop(n)
@@ -326,7 +278,9 @@ def write(socket_id: int, data: SendData) -> bool:
     priority. Never blocks; False when the socket is gone or closing."""
     if type(socket_id) is not int:
         _check_id(socket_id)
-    return _pool().server.send(socket_id, data)
+    driver = getattr(get_hub_if_exists(), _HUB_ATTRIBUTE, None)   # _pool() inlined: hot
+    server = driver.server if driver is not None else _pool().server
+    return server.send(socket_id, data)
 
 
 def lwrite(socket_id: int, data: SendData) -> bool:

@@ -497,9 +497,9 @@ def test_register_direct_skips_the_dispatcher_only_when_nothing_waits(driver: Dr
     owner = Recorder(driver)
     opaque = driver.register(owner)
     direct: List[Any] = []
-    driver.register_direct(opaque, direct.append)
+    driver.register_direct(opaque, lambda socket_id, data: direct.append((socket_id, data)))
     with pytest.raises(ValueError):
-        driver.register_direct(opaque + 1000, direct.append)
+        driver.register_direct(opaque + 1000, lambda socket_id, data: None)
     listen_id = driver.listen("127.0.0.1", 0, opaque=opaque)
     driver.start(listen_id)
     assert owner.next()[0] == CONNECT
@@ -511,11 +511,44 @@ def test_register_direct_skips_the_dispatcher_only_when_nothing_waits(driver: Dr
         assert owner.next()[0] == CONNECT              # every other event: the owner
         client.sendall(b"one")
         wait_for(lambda: direct)
-        assert [(m.id, m.data) for m in direct] == [(new_id, b"one")]
+        assert direct == [(new_id, b"one")]
         assert DATA not in owner.kinds()               # the dispatcher was spared it
         client.close()
         assert owner.next()[0] == CLOSE
         driver.close(new_id)
+    finally:
+        client.close()
+        driver.close(listen_id)
+
+
+def test_a_direct_handler_closing_its_socket_mid_burst_ends_the_reads(driver: Driver) -> None:
+    # The read callback reads on while reads fill the buffer; a direct DATA
+    # handler that closes the socket in the middle must stop it there: no
+    # read of the closed fd, so no ERROR after the close.
+    owner = Recorder(driver)
+    opaque = driver.register(owner)
+    seen: List[int] = []
+
+    def close_on_first(socket_id: int, data: bytes) -> None:
+        seen.append(len(data))
+        if len(seen) == 1:
+            driver.close(socket_id)
+
+    driver.register_direct(opaque, close_on_first)
+    listen_id = driver.listen("127.0.0.1", 0, opaque=opaque)
+    driver.start(listen_id)
+    assert owner.next()[0] == CONNECT
+    client = gevent.socket.create_connection(("127.0.0.1", driver.server.address(listen_id)[1]))
+    try:
+        new_id = owner.next()[1].ud
+        client.sendall(b"b" * 200_000)              # queued in the kernel before reading starts
+        driver.start(new_id)
+        assert owner.next()[0] == CONNECT
+        wait_for(lambda: seen)
+        assert owner.next()[0] == CLOSE
+        gevent.sleep(0.1)
+        assert seen == [64]                         # the first read only, then it stopped
+        assert [kind for kind, message in owner.events if message.id == new_id] == [CONNECT, CLOSE]
     finally:
         client.close()
         driver.close(listen_id)
@@ -526,7 +559,7 @@ def test_a_driver_polled_by_hand_sees_every_data_event() -> None:
     try:
         owner = Recorder(manual)
         opaque = manual.register(owner)
-        manual.register_direct(opaque, lambda message: pytest.fail("direct while polled by hand"))
+        manual.register_direct(opaque, lambda socket_id, data: pytest.fail("direct while polled by hand"))
         listen_id = manual.listen("127.0.0.1", 0, opaque=opaque)
         manual.start(listen_id)
         assert manual.poll(5) == 1 and owner.kinds() == [CONNECT]

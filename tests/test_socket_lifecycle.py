@@ -705,6 +705,23 @@ def test_limit_closes_a_socket_with_too_much_unread(pair: Pair, caplog) -> None:
     assert any("overflow" in r.getMessage() for r in caplog.records)
 
 
+def test_limit_reached_in_one_burst_of_reads_closes_cleanly(pair: Pair, caplog) -> None:
+    # The reader's callback reads again at once while reads fill the buffer;
+    # the DATA handler closing the socket in the middle must end that loop.
+    gs.limit(pair.id, 4096)
+    reader = gevent.spawn(gs.readline, pair.id)
+    reader_waits(pair.id)
+    try:
+        pair.client.sendall(b"x" * 300_000)
+    except OSError:
+        pass                                    # reset: we closed with bytes unread
+    assert reader.get(timeout=5) is None
+    assert gs.invalid(pair.id) is False and gs.disconnected(pair.id) is True
+    noise = [r.getMessage() for r in caplog.records
+             if r.levelno >= logging.ERROR or "unknown" in r.getMessage()]
+    assert noise == []
+
+
 def test_limit_without_reader(pair: Pair) -> None:
     gs.limit(pair.id, 100)
     pair.client.sendall(b"y" * 50)

@@ -16,7 +16,7 @@ from gsocket import socket as gs
 
 pytest_plugins = ["_peers"]                 # fixtures: pair
 
-from _peers import Pair  # noqa: E402
+from _peers import Pair, wait_for  # noqa: E402
 from helpers import InThread  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("driver")
@@ -100,7 +100,9 @@ def test_udp_connect_with_a_host_name_from_a_thread_resolves_there(
     with caplog.at_level(logging.DEBUG, logger="gsocket"):
         in_thread(lambda: gs.udp_connect(sender, "localhost", port,
                                          lambda data, address: replies.put(data)))
-        assert gs.write(sender, b"by name") is True
+        # The thread's call hops onto the hub in its own order, not before
+        # this greenlet's next call: write fails (sends nothing) until then.
+        wait_for(lambda: gs.write(sender, b"by name"))
         assert received.get(timeout=5) == b"by name"
         # the callback given from the thread took effect too
         assert gs.sendto(target, gs.address(sender), b"back") is True

@@ -1,0 +1,87 @@
+"""How gsocket.socket finds the socket pool of the calling greenlet's hub,
+and the argument checks its functions share. The lookups here are on every
+socket call's path, so their common case makes no further calls."""
+
+from __future__ import annotations
+
+from typing import Any, Optional, Tuple
+
+from gevent._hub_local import get_hub_if_exists
+
+from . import driver as _driver
+from .driver import _HUB_ATTRIBUTE, _get_ident   # the unpatched get_ident
+from ._socket_pool import Entry, SocketPool, pool_of
+
+__all__ = ["_pool", "_refuse_foreign_thread", "_check_id", "_check_callback", "_stream",
+           "_check_timeout"]
+
+
+def _pool(create: bool = False) -> SocketPool:
+    """The pool of the hub's driver. Only calls that make a new socket
+    (``create``) replace a freed driver; the others see a freed driver's
+    empty pool, where every id is gone. ``create`` from an OS thread
+    without a driver while another thread has the live one: RuntimeError
+    (a driver made here would have nobody to dispatch it)."""
+    if not create:
+        # Every socket call's path: the hub's driver and its pool, no calls.
+        driver = getattr(get_hub_if_exists(), _HUB_ATTRIBUTE, None)
+        if driver is not None:
+            pool = driver.socket_pool
+            if pool is not None:
+                return pool
+        return pool_of(_driver.current())
+    owner = _driver.hub_thread_driver()
+    if owner is not None:
+        raise RuntimeError(
+            "gsocket.socket: a call that makes a socket (open, listen, bind, udp...) came from "
+            f"another OS thread (ident {_driver.thread_ident()}) than the hub's "
+            f"(ident {owner.thread_ident}): make sockets in the hub's thread, or monkey-patch "
+            "the process so that threads are greenlets")
+    return pool_of(_driver.default())
+
+
+def _refuse_foreign_thread(pool: SocketPool, what: str) -> None:
+    """Blocking calls wait on the hub of the driver's thread: from another
+    OS thread they cannot, so they fail clearly instead of hanging."""
+    if pool.driver.foreign_thread():
+        raise RuntimeError(
+            f"gsocket.socket.{what} blocks, and was called from another OS thread than the "
+            "hub's: blocking gsocket calls work only in greenlets of the hub's thread "
+            "(monkey-patch the process, or hand the work to the hub)")
+
+
+
+def _check_id(socket_id: Any) -> None:
+    if isinstance(socket_id, bool) or not isinstance(socket_id, int):
+        raise TypeError(f"socket id must be an int, not {type(socket_id).__name__}")
+
+
+def _check_callback(callback: Any, what: str, optional: bool = False) -> None:
+    if (callback is not None or not optional) and not callable(callback):
+        raise TypeError(f"{what} must be callable")
+
+
+def _stream(socket_id: int, what: str) -> Tuple[SocketPool, Optional[Entry]]:
+    pool = _pool()
+    entry = pool.entries.get(socket_id)
+    if (entry is not None and entry.reader is None and not entry.is_listener
+            and _get_ident() == pool.thread_ident):
+        return pool, entry   # every read's path: one lookup, no calls
+    if pool.driver.foreign_thread():
+        _refuse_foreign_thread(pool, what)
+    entry = pool.entry(socket_id)
+    if entry is not None:
+        if entry.is_listener:
+            raise ValueError(f"socket {socket_id} is a listening socket")
+        if entry.reader is not None:
+            # Even when the bytes are buffered: taking them would starve the
+            # waiting reader (it could wake to find them gone).
+            raise RuntimeError(f"socket {socket_id} is already being read by another greenlet")
+    return pool, entry
+
+
+def _check_timeout(timeout: Optional[float]) -> None:
+    if timeout is None:
+        return
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0:
+        raise ValueError(f"timeout must be a number of seconds >= 0, got {timeout!r}")
