@@ -138,11 +138,7 @@ class SocketPool:
 
     def known_to_server(self, socket_id: int) -> bool:
         """True while the server still has this id (of any kind)."""
-        if self.server.address(socket_id) is not None:
-            return True
-        # No address (a bound fd, a connect in flight, a reset peer): the
-        # netstat rows know. Rare, so the scan does not matter.
-        return any(row.id == socket_id for row in self.server.info())
+        return self.server.exists(socket_id)
 
     # ------------------------------------------------------------------ dispatch (in the dispatcher)
 
@@ -392,7 +388,10 @@ class SocketPool:
         if entry is not None and entry.is_listener:
             raise ValueError(f"socket {socket_id} is a listener: start it with an on_accept callback")
         if entry is None:
-            entry = self.entries[socket_id] = Entry(socket_id, buffer=self.forget_abandoned(socket_id))
+            kept = None
+            if self.abandoned or self._abandoned_timers or self._abandoned_checks:
+                kept = self.forget_abandoned(socket_id)
+            entry = self.entries[socket_id] = Entry(socket_id, buffer=kept)
         entry.paused = None if entry.paused is not False else False
         # A socket whose peer already closed: the server answers ERROR
         # "socket closed", and the entry reports closed with its bytes kept.

@@ -110,7 +110,7 @@ class SocketServer(FlowOperations, UdpOperations):
         server started. Bounded work per socket. Later poll() calls return
         SOCKET_EXIT at once. Returns None; never blocks (from another OS
         thread it waits for the hub to do it)."""
-        if self._other_thread():
+        if _get_ident() != self._thread_ident:   # from another OS thread
             if not self._released:
                 self._in_hub(self.release)
             return
@@ -137,14 +137,14 @@ class SocketServer(FlowOperations, UdpOperations):
         ready; None only when ``timeout`` seconds passed first. After
         release() it returns SOCKET_EXIT at once. Only the hub's thread may
         poll (RuntimeError from another OS thread)."""
-        if self._other_thread():
+        if _get_ident() != self._thread_ident:   # from another OS thread
             raise RuntimeError("poll() must run in the thread of the SocketServer's hub")
         return self._channel.pop(timeout)
 
     def exit(self) -> None:
         """Queue a SOCKET_EXIT event (for the loop that polls this server).
         Returns None; never blocks."""
-        if self._other_thread():
+        if _get_ident() != self._thread_ident:   # from another OS thread
             self.call_threadsafe(self.exit)
             return
         self._channel.push(SocketMessage(SOCKET_EXIT, 0, 0, 0, None))
@@ -188,6 +188,11 @@ class SocketServer(FlowOperations, UdpOperations):
             raise TypeError(f"socket id must be an int, not {type(socket_id).__name__}")
         return slot
 
+    def exists(self, socket_id: int) -> bool:
+        """True while ``socket_id`` is a live id of any kind (closed ids and
+        ids never made: False). Never blocks."""
+        return socket_id in self._slots
+
     def _other_thread(self) -> bool:
         return _get_ident() != self._thread_ident
 
@@ -207,7 +212,7 @@ class SocketServer(FlowOperations, UdpOperations):
             return _socket.getaddrinfo(host, port, 0, socktype, 0, flags | _NUMERIC)
         except _socket.gaierror:
             pass
-        if self._other_thread():   # a real thread may block: resolve right here
+        if _get_ident() != self._thread_ident:   # a real thread may block: resolve right here
             return _socket.getaddrinfo(host, port, 0, socktype, 0, flags)
         return self._hub.resolver.getaddrinfo(host, port, 0, socktype, 0, flags)
 
@@ -229,7 +234,7 @@ class SocketServer(FlowOperations, UdpOperations):
         _check_tls(ssl_context, None)
         if not isinstance(backlog, int) or backlog < 1:
             raise ValueError("backlog must be a positive int")
-        if self._other_thread():
+        if _get_ident() != self._thread_ident:   # from another OS thread
             return self._in_hub(partial(self.listen, ssl_context=ssl_context), host, port,
                                 backlog, opaque, reuseport, blocking=True)
         family, socktype, proto, _, sockaddr = self._resolve(host, port, _socket.SOCK_STREAM, True)[0]
@@ -266,7 +271,7 @@ class SocketServer(FlowOperations, UdpOperations):
         """(host, port): the bound address of a listener or UDP socket, the
         peer of a connection; None if the id is gone or unconnected. Never
         blocks (from another OS thread it waits for the hub's answer)."""
-        if self._other_thread():
+        if _get_ident() != self._thread_ident:   # from another OS thread
             check_id(socket_id)
             return self._in_hub(self.address, socket_id)
         slot = self._live(socket_id)
@@ -289,12 +294,13 @@ class SocketServer(FlowOperations, UdpOperations):
         that owner. Never blocks."""
         if opaque is not None:
             opaque = check_opaque(opaque)
-        if self._other_thread():
+        if _get_ident() != self._thread_ident:   # from another OS thread
             check_id(socket_id)
             self._from_other_thread(self.start, socket_id, opaque)
             return
-        slot = self._live(socket_id)
+        slot = self._slots.get(socket_id)
         if slot is None:
+            check_id(socket_id)
             self._channel.push(SocketMessage(SOCKET_ERROR, socket_id,
                                              0 if opaque is None else opaque, 0, "invalid socket"))
             return
@@ -305,7 +311,7 @@ class SocketServer(FlowOperations, UdpOperations):
     def resume(self, socket_id: int) -> None:
         """Read again after pause(), without an event (start() emits OPEN
         "transfer"); ignores ids gone or not started. Never blocks."""
-        if self._other_thread():
+        if _get_ident() != self._thread_ident:   # from another OS thread
             check_id(socket_id)
             self._from_other_thread(self.resume, socket_id)
             return
@@ -322,7 +328,7 @@ class SocketServer(FlowOperations, UdpOperations):
 
     def pause(self, socket_id: int) -> None:
         """Stop reading (or accepting) until start(id). Never blocks."""
-        if self._other_thread():
+        if _get_ident() != self._thread_ident:   # from another OS thread
             check_id(socket_id)
             self._from_other_thread(self.pause, socket_id)
             return
@@ -344,7 +350,7 @@ class SocketServer(FlowOperations, UdpOperations):
         port = 0 if unix_path is not None and port is None else check_port(port)
         opaque = check_opaque(opaque)
         _check_tls(ssl_context, server_hostname)
-        if self._other_thread():
+        if _get_ident() != self._thread_ident:   # from another OS thread
             return self._in_hub(partial(self.connect, ssl_context=ssl_context,
                                         server_hostname=server_hostname), host, port, opaque)
         try:
@@ -390,7 +396,7 @@ class SocketServer(FlowOperations, UdpOperations):
         port = 0 if _unix.unix_path(host) is not None and port is None else check_port(port)
         opaque = check_opaque(opaque)
         _check_tls(ssl_context, server_hostname)
-        if self._other_thread():
+        if _get_ident() != self._thread_ident:   # from another OS thread
             return self._in_hub(partial(self.block_connect, ssl_context=ssl_context,
                                         server_hostname=server_hostname),
                                 host, port, opaque, blocking=True)
@@ -438,7 +444,7 @@ class SocketServer(FlowOperations, UdpOperations):
         if isinstance(fd, bool) or not isinstance(fd, int):
             raise TypeError(f"fd must be an int, not {type(fd).__name__}")
         opaque = check_opaque(opaque)
-        if self._other_thread():
+        if _get_ident() != self._thread_ident:   # from another OS thread
             return self._in_hub(self.bind, fd, opaque)
         was_blocking = os.get_blocking(fd)   # OSError(EBADF) for a bad fd
         os.set_blocking(fd, False)
@@ -471,7 +477,7 @@ class SocketServer(FlowOperations, UdpOperations):
         """Send with low priority: it goes out only while no high-priority
         data is pending. Never blocks; False if the id is not live."""
         data = normalize(data)
-        if self._other_thread():
+        if _get_ident() != self._thread_ident:   # from another OS thread
             check_id(socket_id)
             return self._from_other_thread(self.send_lowpriority, socket_id, frozen(data))
         slot = self._live(socket_id)
@@ -482,7 +488,7 @@ class SocketServer(FlowOperations, UdpOperations):
     def close(self, socket_id: int) -> None:
         """Graceful close: stop reading, report CLOSE, flush every queued
         byte, then close the fd. Unknown ids are ignored. Never blocks."""
-        if self._other_thread():
+        if _get_ident() != self._thread_ident:   # from another OS thread
             check_id(socket_id)
             self._from_other_thread(self.close, socket_id)
             return
@@ -495,7 +501,7 @@ class SocketServer(FlowOperations, UdpOperations):
     def shutdown(self, socket_id: int) -> None:
         """Forceful close: drop queued bytes, close now, report CLOSE (once);
         ignores unknown ids. Never blocks."""
-        if self._other_thread():
+        if _get_ident() != self._thread_ident:   # from another OS thread
             check_id(socket_id)
             self._from_other_thread(self.shutdown, socket_id)
             return
@@ -532,7 +538,7 @@ class SocketServer(FlowOperations, UdpOperations):
 
     def nodelay(self, socket_id: int) -> None:
         """Set TCP_NODELAY on a TCP socket (others: ignored). Never blocks."""
-        if self._other_thread():
+        if _get_ident() != self._thread_ident:   # from another OS thread
             check_id(socket_id)
             self._from_other_thread(self.nodelay, socket_id)
             return
@@ -549,7 +555,7 @@ class SocketServer(FlowOperations, UdpOperations):
         """A netstat row for every live socket, in id order: one snapshot
         taken in the hub's thread. Never blocks (from another OS thread it
         waits for the hub's answer)."""
-        if self._other_thread():
+        if _get_ident() != self._thread_ident:   # from another OS thread
             return self._in_hub(self.info) if not self._released else []
         rows = []
         for socket_id in sorted(self._slots):

@@ -110,10 +110,13 @@ def start(socket_id: int, on_accept: Optional[Callable[[int, str], Any]] = None,
     _check_id(socket_id)
     if on_accept is not None and not callable(on_accept):
         raise TypeError("on_accept must be callable")
-    if on_accept is None and (max_connections is not None or idle_timeout is not None):
-        raise ValueError("max_connections and idle_timeout are for listeners (with on_accept)")
-    check_limits(max_connections, idle_timeout)
+    if max_connections is not None or idle_timeout is not None:
+        if on_accept is None:
+            raise ValueError("max_connections and idle_timeout are for listeners (with on_accept)")
+        check_limits(max_connections, idle_timeout)
     pool = _pool()
+    if on_accept is None and _get_ident() == pool.thread_ident:
+        return pool.start_id(socket_id, None)   # a connection: every accept's path
     if pool.driver.foreign_thread():   # what only the hub knows is logged there
         pool.driver.call_threadsafe(_start_in_hub, pool, socket_id, on_accept, max_connections,
                                     idle_timeout)
