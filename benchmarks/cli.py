@@ -26,7 +26,7 @@ from benchmarks.chart import ChartUnavailable, draw_ratio_chart
 from benchmarks.loadgen import Loadgen
 from benchmarks.placement import Placement, hard_nofile_limit, nofile_for
 from benchmarks.progress import Progress, format_duration
-from benchmarks.report import render_report
+from benchmarks.report import render_report, target_rows
 from benchmarks.results import summarize, write_json, write_tsv
 from benchmarks.runner import BenchmarkRunner, RunPlan, server_environment
 
@@ -87,6 +87,12 @@ def build_parser(server_names: Sequence[str]) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--list", action="store_true", help="list the servers and whether each can run, then exit"
+    )
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="regression check: exit 1 when a ratio of gsocket or gsocket_events measured in "
+        "this run is short of its target (the report's Targets table)",
     )
     parser.add_argument(
         "--cross-check",
@@ -323,4 +329,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(report, flush=True)
     if outcome.interrupted:
         return 130
+    if args.check and not all(met for *_, met in target_rows(summaries)):
+        return 1
     return 0 if any(m.value is not None for m in outcome.measurements) else 1

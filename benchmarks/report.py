@@ -184,6 +184,43 @@ def _busy_line(meta: dict[str, Any]) -> str:
     return f"CPU use by other work just before the run: {listing}."
 
 
+#: Issue 15's targets, as ratios to gevent StreamServer's median in the same
+#: run: at least this much (idle: at most, KiB per connection).
+TARGETS: dict[str, dict[str, float]] = {
+    "gsocket": {"idle": 1.0, "pp100": 1.4, "pp1000": 1.4, "pp100_4k": 1.4, "bulk1": 1.0,
+                "connect": 1.2},
+    "gsocket_events": {"pp100": 2.0, "pp1000": 2.0},
+}
+
+
+def target_rows(summaries: Sequence[CaseSummary]) -> list[tuple[str, str, float, float | None, bool]]:
+    """(server, case, target, ratio, met) for each target whose case was run."""
+    rows = []
+    for summary in summaries:
+        target = TARGETS.get(summary.server, {}).get(summary.case)
+        if target is None:
+            continue
+        ratio = summary.ratio_to_reference
+        if ratio is None:
+            met = False
+        elif summary.case == "idle":
+            met = ratio <= target
+        else:
+            met = ratio >= target
+        rows.append((summary.server, summary.case, target, ratio, met))
+    return rows
+
+
+def targets_table(summaries: Sequence[CaseSummary]) -> str:
+    """The regression check: each target, the ratio measured, met or short."""
+    lines = ["| server | case | target (x gevent) | measured | |", "|---|---|---:|---:|---|"]
+    for server, case, target, ratio, met in target_rows(summaries):
+        bound = "<=" if case == "idle" else ">="
+        lines.append(f"| {server} | {case} | {bound} {target:.2f} | {_ratio(ratio)} "
+                     f"| {'met' if met else 'SHORT'} |")
+    return "\n".join(lines)
+
+
 def render_report(
     meta: dict[str, Any],
     summaries: Sequence[CaseSummary],
@@ -212,6 +249,9 @@ def render_report(
         "",
         ratio_matrix(summaries, servers, cases),
     ]
+    if target_rows(summaries):
+        lines += ["", "Targets (issue 15; `--check` exits 1 when one is short):", "",
+                  targets_table(summaries)]
     notes = loadgen_headroom_notes(summaries, cases)
     if notes:
         lines += ["", "Load generator check:", ""] + [f"- {note}" for note in notes]

@@ -26,7 +26,7 @@ from __future__ import annotations
 import enum
 import errno
 from collections import deque
-from typing import Any, Callable, Deque, Dict, TypeVar
+from typing import Any, Callable, Deque, Dict, Optional, TypeVar
 
 from .events import SOCKET_CLOSE, SOCKET_ERROR, SOCKET_OPEN, SOCKET_WARNING, SocketMessage
 from ._netutil import error_text
@@ -203,8 +203,10 @@ class Slot:
         self.write_watcher: Any = None
         self.reading = False          # the read watcher runs
         self.writing = False          # the write watcher runs
-        self.high: Deque[Any] = deque()
-        self.low: Deque[Any] = deque()
+        # The write queues exist only once something had to wait (a deque is
+        # 760 bytes; an idle socket keeps none).
+        self.high: Optional[Deque[Any]] = None
+        self.low: Optional[Deque[Any]] = None
         self.pending_bytes = 0
         self.warn_size = 0
         self.bytes_read = 0
@@ -240,6 +242,18 @@ class Slot:
         """The address address() reports (the peer's; the bound one for
         listeners and UDP). Raises OSError when the socket has none."""
         return self.sock.getpeername()
+
+    def queue_for(self, low_priority: bool) -> Deque[Any]:
+        """The low or the high write queue, made on first use."""
+        if low_priority:
+            queue = self.low
+            if queue is None:
+                queue = self.low = deque()
+        else:
+            queue = self.high
+            if queue is None:
+                queue = self.high = deque()
+        return queue
 
     # ------------------------------------------------------------------ events
 
@@ -362,8 +376,10 @@ class Slot:
                 watcher.stop()
                 watcher.close()
         self.read_watcher = self.write_watcher = None
-        self.high.clear()
-        self.low.clear()
+        if self.high is not None:
+            self.high.clear()
+        if self.low is not None:
+            self.low.clear()
         self.pending_bytes = 0
         self.close_fd(state, drain)
 

@@ -176,7 +176,7 @@ class StreamSlot(Slot):
         return True
 
     def enqueue(self, data: Any, low_priority: bool, total: int) -> None:
-        queue = self.low if low_priority else self.high
+        queue = self.queue_for(low_priority)
         if isinstance(data, list):
             for part in data:
                 if len(part):
@@ -190,7 +190,7 @@ class StreamSlot(Slot):
 
     def enqueue_leftover(self, data: Any, written: int) -> None:
         parts = data if isinstance(data, list) else (data,)
-        high = self.high
+        high = self.queue_for(False)
         for part in parts:
             size = len(part)
             if written >= size:
@@ -302,7 +302,7 @@ class StreamSlot(Slot):
                         # A started low-priority buffer must finish before
                         # any later high-priority one (never split a packet).
                         queue.popleft()
-                        self.high.append(head)
+                        self.queue_for(False).append(head)
                     else:
                         queue[0] = head
             if written < total:

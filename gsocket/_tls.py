@@ -349,7 +349,7 @@ class TlsSlot(ConnectingSlot):
             return True
         waiting = (self.high or self.low or self.cipher_sent < len(self.cipher)
                    or state is CONNECTING or state is PACCEPT)
-        queue = self.low if low_priority else self.high
+        queue = self.queue_for(low_priority)
         for part in parts:
             if len(part):
                 queue.append(_own(part))
@@ -468,7 +468,6 @@ class TlsSlot(ConnectingSlot):
         write = self.tls.write
         budget = ENCRYPT_CHUNK
         plain = 0
-        high = self.high
         try:
             while queue and budget > 0:
                 head = queue[0]
@@ -480,7 +479,7 @@ class TlsSlot(ConnectingSlot):
                         # A started low-priority buffer finishes before any
                         # later high-priority one (high is empty here).
                         queue.popleft()
-                        high.append(view[budget:])
+                        self.queue_for(False).append(view[budget:])
                     else:
                         queue[0] = view[budget:]
                     size = budget
@@ -492,7 +491,7 @@ class TlsSlot(ConnectingSlot):
                     done += write(memoryview(piece)[done:])
                 plain += size
                 budget -= size
-                if is_low and high:
+                if is_low and self.high:
                     break
         except (ssl.SSLError, ValueError) as err:
             self.pending_bytes -= plain

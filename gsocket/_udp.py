@@ -140,7 +140,7 @@ class UdpSlot(Slot):
             except OSError as err:
                 logger.warning("udp socket %d: sendto error: %s", self.id, err)
                 return False
-        self.high.append((bytes(data), sockaddr))
+        self.queue_for(False).append((bytes(data), sockaddr))
         self.pending_bytes += len(data)
         self.check_warning()
         self.start_writing()
