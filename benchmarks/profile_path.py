@@ -21,7 +21,8 @@ to the hot path saves:
 The server is the example from ``examples/`` (or any script taking
 ``--port``) started with this Python; needs a C compiler for the load
 generator and ``valgrind`` for the instruction count. Prints one line per
-measure.
+measure. The call count needs a server that exits cleanly on SIGTERM (the
+gsocket examples do).
 """
 
 from __future__ import annotations
@@ -44,8 +45,9 @@ from .server_process import accepts_connections, pick_free_port
 REPO = Path(__file__).resolve().parent.parent
 
 _PROFILED_SERVER = """
-import cProfile, pstats, runpy, signal, sys
+import cProfile, os, pstats, runpy, sys
 script, port, out = sys.argv[1], sys.argv[2], sys.argv[3]
+sys.path[0] = os.path.dirname(os.path.abspath(script))   # as when the script is run
 profile = cProfile.Profile()
 sys.argv = [script, "--port", port]
 profile.enable()
@@ -98,6 +100,8 @@ def count_calls(script: Path, mode: str, conns: int, seconds: float, loadgen: Pa
             messages = _drive(loadgen, port, mode, conns, seconds)
         finally:
             _stop(process)
+        if not out.exists():
+            raise RuntimeError(f"{script.name} did not exit cleanly on SIGTERM: no call count")
         return int(out.read_text()) / max(messages, 1)
 
 

@@ -7,13 +7,12 @@ primitives mapped onto greenlets of the current hub.
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Dict, Hashable, Optional
+from typing import Any, Callable, Dict, Hashable, Optional, Set
 
 import gevent
 from gevent import get_hub
 from gevent.event import Event
 from gevent.hub import Waiter
-from gevent.pool import Group
 from greenlet import getcurrent
 
 from . import driver as _driver
@@ -28,9 +27,29 @@ class _Service:
     """Per-hub state: the greenlets forked and the exit signal."""
 
     def __init__(self) -> None:
-        self.greenlets = Group()
+        #: Forked greenlets still alive (each drops out when it ends). A plain
+        #: set with a C callback: a gevent Group costs a handful of Python
+        #: calls per fork, one fork per connection.
+        self.greenlets: Set[gevent.Greenlet] = set()
         self.exit_event: Optional[Event] = None
         self.sleepers: Dict[Hashable, Waiter] = {}
+
+    def track(self, greenlet: gevent.Greenlet) -> gevent.Greenlet:
+        self.greenlets.add(greenlet)
+        greenlet.rawlink(self.greenlets.discard)
+        return greenlet
+
+    def kill_all(self, timeout: float) -> None:
+        """Kill every tracked greenlet, also those forked meanwhile; wait at
+        most ``timeout`` seconds in all."""
+        deadline = get_hub().loop.now() + timeout
+        while True:
+            # Dead ones drop out of the set only when their links run.
+            alive = [greenlet for greenlet in self.greenlets if not greenlet.dead]
+            left = deadline - get_hub().loop.now()
+            if not alive or left <= 0:
+                return
+            gevent.killall(alive, timeout=left)
 
 
 def _service() -> _Service:
@@ -77,7 +96,7 @@ def start(main: Callable[..., Any], *args: Any) -> None:
     finally:
         service.exit_event = None
         main_greenlet.kill()
-        service.greenlets.kill(timeout=2)
+        service.kill_all(timeout=2)
         driver.free()
     if failure:
         raise failure[0]
@@ -98,7 +117,7 @@ def exit() -> None:  # noqa: A001 - skynet's name
 def fork(fn: Callable[..., Any], *args: Any) -> gevent.Greenlet:
     """Run ``fn(*args)`` in a new greenlet (exceptions are logged); return
     it. Never blocks: the greenlet starts at the next loop turn."""
-    return _service().greenlets.spawn(_run_logged, fn, args)
+    return _service().track(gevent.spawn(_run_logged, fn, args))
 
 
 def sleep(seconds: float) -> None:
@@ -113,8 +132,7 @@ def sleep(seconds: float) -> None:
 def timeout(seconds: float, fn: Callable[[], Any]) -> gevent.Greenlet:
     """Call ``fn()`` in a new greenlet after ``seconds``; return that
     greenlet. Never blocks."""
-    greenlet = gevent.Greenlet(_run_logged, fn, ())
-    _service().greenlets.add(greenlet)
+    greenlet = _service().track(gevent.Greenlet(_run_logged, fn, ()))
     greenlet.start_later(seconds)
     return greenlet
 

@@ -70,6 +70,38 @@ def test_start_kills_forked_greenlets_and_closes_sockets(driver: Driver) -> None
         gevent.socket.create_connection(("127.0.0.1", state["port"])).close()
 
 
+def test_start_kills_greenlets_forked_while_others_die(driver: Driver) -> None:
+    # A greenlet that forks another as it is killed: that one is killed too;
+    # greenlets that ended on their own are no longer tracked.
+    state: dict = {"done": []}
+
+    def serve() -> None:
+        def orphan() -> None:
+            try:
+                skynet.sleep(60)
+            finally:
+                state["orphan_killed"] = True
+
+        def parent() -> None:
+            try:
+                skynet.sleep(60)
+            finally:
+                state["orphan"] = skynet.fork(orphan)
+
+        for number in range(50):
+            skynet.fork(state["done"].append, number)
+        skynet.fork(parent)
+        skynet.sleep(0.05)
+        state["tracked"] = len(skynet._service().greenlets)
+        skynet.timeout(0.01, skynet.exit)
+
+    skynet.start(serve)
+    assert sorted(state["done"]) == list(range(50))
+    assert state["tracked"] == 1                 # parent only: the 50 ended, serve is not forked
+    assert state["orphan"].dead                 # killed too (before or after it started)
+    assert state.get("orphan_killed", True) is True
+
+
 def test_start_reraises_an_exception_from_main(driver: Driver) -> None:
     def main() -> None:
         raise KeyError("main failed")
