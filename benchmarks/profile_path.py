@@ -78,10 +78,14 @@ def _drive(loadgen: Path, port: int, mode: str, conns: int, seconds: float) -> i
     return int(parse_key_values(line)["msgs"])
 
 
+#: Seconds a server gets to exit after SIGTERM (it writes its call count then).
+STOP_GRACE = 10.0
+
+
 def _stop(process: subprocess.Popen) -> None:
     process.send_signal(signal.SIGTERM)
     try:
-        process.wait(timeout=30)
+        process.wait(timeout=STOP_GRACE)
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()

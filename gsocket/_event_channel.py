@@ -33,6 +33,9 @@ from .events import SOCKET_DATA, SocketMessage
 from ._netutil import logger
 
 _TIMED_OUT = object()
+#: ``tuple.__new__``: makes a SocketMessage without the Python-level
+#: ``__new__`` of a NamedTuple (all six fields given).
+_new_message = tuple.__new__
 
 #: Queued events at which crowded() turns true (UDP readers hold off).
 CROWDED = 4096
@@ -115,7 +118,17 @@ class EventChannel:
                     logger.exception("direct DATA handler of opaque %d failed on %d (%d bytes)",
                                      opaque, socket_id, len(data))
                 return
-        self._push(SocketMessage(SOCKET_DATA, socket_id, opaque, len(data), data))
+        # self._push(SocketMessage(...)), inlined: every DATA event's path.
+        if self._exit is not None:
+            return
+        self._events.append(_new_message(SocketMessage, (SOCKET_DATA, socket_id, opaque, len(data),
+                                                         data, None)))
+        if poller is not None:
+            if not self._wake_scheduled:
+                self._wake_scheduled = True
+                self._loop.run_callback(self._wake)
+        elif self.on_stall is not None and not self._stall_check_armed:
+            self._arm_stall_check()
 
     def _arm_stall_check(self) -> None:
         self._stall_check_armed = True
@@ -149,6 +162,9 @@ class EventChannel:
         arrives or ``timeout`` seconds pass (then None)."""
         events = self._events
         if events:
+            # self._take(), inlined for its common case.
+            if not self._drain_callbacks and (self.on_stall is None or len(events) == 1):
+                return events.popleft()
             return self._take()
         if self._exit is not None:
             return self._exit

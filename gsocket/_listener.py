@@ -18,7 +18,7 @@ import _socket
 
 from .events import SOCKET_ACCEPT, SOCKET_ERROR, SOCKET_OPEN, SocketMessage
 from ._netutil import WOULD_BLOCK, error_text, format_address, logger
-from ._slot import CLOSED, LISTEN, PACCEPT, PLISTEN, Slot, SlotHost, State
+from ._slot import CLOSED, LISTEN, PACCEPT, PLISTEN, Slot, SlotHost, State, new_message
 from ._stream import StreamSlot
 from . import _unix
 
@@ -216,7 +216,8 @@ class ListenerSlot(Slot):
                 slot.rtime = host.loop.now()
                 slot.parent = self
                 children.add(slot)
-            self.emit(SocketMessage(SOCKET_ACCEPT, self.id, self.opaque, slot.id, slot.name))
+            self.emit(new_message(SocketMessage, (SOCKET_ACCEPT, self.id, self.opaque, slot.id,
+                                                  slot.name, None)))
             if children is not None and self.max_children is not None \
                     and len(children) >= self.max_children:
                 self.check_full()

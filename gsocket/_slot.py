@@ -31,10 +31,14 @@ from typing import Any, Callable, Deque, Dict, Optional, TypeVar
 from .events import SOCKET_CLOSE, SOCKET_ERROR, SOCKET_OPEN, SOCKET_WARNING, SocketMessage
 from ._netutil import error_text
 
+#: ``tuple.__new__``: makes a SocketMessage (all six fields) without the
+#: Python-level ``__new__`` of a NamedTuple; events are made on every wake-up.
+new_message = tuple.__new__
+
 __all__ = [
     "State", "PLISTEN", "LISTEN", "CONNECTING", "CONNECTED", "HALFCLOSE_READ", "PACCEPT",
     "BIND", "CLOSING", "CLOSED", "PROTOCOL_TCP", "PROTOCOL_UDP", "WARNING_SIZE",
-    "DRAIN_BEFORE_CLOSE",
+    "DRAIN_BEFORE_CLOSE", "new_message",
     "READ", "WRITE", "SlotHost", "Slot",
 ]
 
@@ -258,7 +262,7 @@ class Slot:
     # ------------------------------------------------------------------ events
 
     def message(self, kind: int, ud: int = 0, data: Any = None) -> None:
-        self.emit(SocketMessage(kind, self.id, self.opaque, ud, data))
+        self.emit(new_message(SocketMessage, (kind, self.id, self.opaque, ud, data, None)))
 
     # ------------------------------------------------------------------ watchers
 
@@ -357,7 +361,7 @@ class Slot:
             return
         self.state = CLOSING   # a connect in flight finishes, then the queue flushes
         if state is not HALFCLOSE_READ:
-            self.emit(SocketMessage(SOCKET_CLOSE, self.id, self.opaque, 0, None))
+            self.emit(new_message(SocketMessage, (SOCKET_CLOSE, self.id, self.opaque, 0, None, None)))
 
     def force_close(self, report: bool, drain: int = DRAIN_BEFORE_CLOSE) -> None:
         """Close the fd now, dropping anything queued; CLOSE first when
@@ -367,7 +371,7 @@ class Slot:
         if state is CLOSED:
             return
         if report and state is not HALFCLOSE_READ and state is not CLOSING:
-            self.emit(SocketMessage(SOCKET_CLOSE, self.id, self.opaque, 0, None))
+            self.emit(new_message(SocketMessage, (SOCKET_CLOSE, self.id, self.opaque, 0, None, None)))
         self.state = CLOSED
         self.host.forget(self)
         self.reading = self.writing = False

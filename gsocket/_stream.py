@@ -20,7 +20,7 @@ from .events import SOCKET_CLOSE, SOCKET_OPEN, SocketMessage
 from ._netutil import WOULD_BLOCK, logger, peer_hung_up
 from ._slot import (
     BIND, CLOSED, CLOSING, CONNECTED, CONNECTING, HALFCLOSE_READ, PACCEPT, Slot,
-    SlotHost, State,
+    SlotHost, State, new_message,
 )
 
 __all__ = ["StreamSlot", "BoundSlot", "MIN_READ_BUFFER", "MAX_READ_BUFFER",
@@ -132,7 +132,7 @@ class StreamSlot(Slot):
             return
         if state is not HALFCLOSE_READ:
             self.state = HALFCLOSE_READ
-            self.emit(SocketMessage(SOCKET_CLOSE, self.id, self.opaque, 0, None))
+            self.emit(new_message(SocketMessage, (SOCKET_CLOSE, self.id, self.opaque, 0, None, None)))
 
     # ------------------------------------------------------------------ writer
 
