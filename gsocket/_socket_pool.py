@@ -351,7 +351,8 @@ class SocketPool:
             logger.debug("resume socket %d", entry.id)
             entry.paused = None
             self.server.resume(entry.id)
-        self.driver.before_block()
+        if getcurrent() is self.driver.dispatcher:   # an owner callback blocks here
+            self.driver.before_block()
         waiter = Waiter(self.hub)
         entry.reader = waiter
         entry.read_required = required

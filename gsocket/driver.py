@@ -102,7 +102,9 @@ class Driver:
         #: opaque -> DATA handler that may run in the hub (register_direct).
         self._direct: Dict[int, Callable[[int, bytes], None]] = {}
         self._next_opaque = 0
-        self._dispatcher: Optional[gevent.Greenlet] = None
+        #: The greenlet dispatching events now (None while nobody does);
+        #: read it, never set it.
+        self.dispatcher: Optional[gevent.Greenlet] = None
         self._retired: List[Any] = []
         #: True while the current dispatcher greenlet is inside route().
         self._in_route = False
@@ -119,14 +121,14 @@ class Driver:
         once freed). Returns None; never blocks."""
         if self._freed:
             raise RuntimeError("this Driver was freed")
-        if self._dispatcher is None:
+        if self.dispatcher is None:
             self._spawn_dispatcher()
 
     def _spawn_dispatcher(self) -> None:
         self._in_route = False
-        self._dispatcher = gevent.spawn(self._dispatch_loop)
+        self.dispatcher = gevent.spawn(self._dispatch_loop)
         _watch_stalls(self.server, self._on_stall)
-        self.server.set_direct(self._dispatcher, self._direct)
+        self.server.set_direct(self.dispatcher, self._direct)
 
     def exit(self) -> None:
         """Ask the dispatcher to stop after the events already queued; when
@@ -142,8 +144,8 @@ class Driver:
         if self._freed:
             return
         self._freed = True
-        dispatchers = [g for g in [self._dispatcher, *self._retired] if g is not None]
-        self._dispatcher = None
+        dispatchers = [g for g in [self.dispatcher, *self._retired] if g is not None]
+        self.dispatcher = None
         current = getcurrent()
         for dispatcher in dispatchers:
             if dispatcher is not current and not dispatcher.dead:
@@ -199,11 +201,11 @@ class Driver:
         poll = self.server.poll
         route = self.route
         me = getcurrent()
-        while self._dispatcher is me:
+        while self.dispatcher is me:
             message = poll()
             if message is None or message.type == SOCKET_EXIT:
-                if self._dispatcher is me:
-                    self._dispatcher = None
+                if self.dispatcher is me:
+                    self.dispatcher = None
                     if message is not None and not self._freed:
                         # Nobody dispatches this driver any more: free it,
                         # or its sockets would wait for events forever.
@@ -211,17 +213,17 @@ class Driver:
                 return
             self._in_route = True
             route(message)
-            if self._dispatcher is me:
+            if self.dispatcher is me:
                 self._in_route = False
 
     def _on_stall(self) -> None:
         # Called from the hub by the event channel: events wait and nobody
         # polls. Inside route() that means an owner callback blocked.
-        if self._in_route and not self._freed and self._dispatcher is not getcurrent():
+        if self._in_route and not self._freed and self.dispatcher is not getcurrent():
             self._take_over()
 
     def _take_over(self) -> None:
-        dispatcher = self._dispatcher
+        dispatcher = self.dispatcher
         self._retired = [g for g in self._retired if not g.dead]
         if dispatcher is not None:
             self._retired.append(dispatcher)
@@ -268,12 +270,12 @@ class Driver:
         dispatcher takes over at once so that events keep flowing. Never
         blocks. (A callback that blocks otherwise is caught by the stall
         signal, see the module docstring.)"""
-        if getcurrent() is self._dispatcher and not self._freed:
+        if getcurrent() is self.dispatcher and not self._freed:
             self._take_over()
 
     def in_dispatcher(self) -> bool:
         """True when called from the dispatcher greenlet. Never blocks."""
-        return getcurrent() is self._dispatcher
+        return getcurrent() is self.dispatcher
 
     def foreign_thread(self) -> bool:
         """True when the caller runs in another OS thread than this

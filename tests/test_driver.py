@@ -435,7 +435,7 @@ def test_manual_poll_without_dispatcher(leak_check: None) -> None:
 def test_exit_stops_the_dispatcher(driver: Driver) -> None:
     owner = Recorder(driver)
     opaque = driver.register(owner)
-    dispatcher = driver._dispatcher
+    dispatcher = driver.dispatcher
     driver.start(11111, opaque=opaque)
     driver.exit()
     driver.start(22222, opaque=opaque)               # queued after EXIT
