@@ -28,8 +28,8 @@ gsocket examples do).
 from __future__ import annotations
 
 import argparse
-import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -157,7 +157,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         calls = count_calls(script, args.mode, args.conns, args.seconds, loadgen)
         print(f"{label}: {calls:.1f} Python calls per {unit}")
     if args.measure in ("instructions", "both"):
-        if subprocess.run(["which", "valgrind"], capture_output=True).returncode != 0:
+        if shutil.which("valgrind") is None:
             print("valgrind is not installed: no instruction count", file=sys.stderr)
             return 1
         instructions = count_instructions(script, args.mode, args.conns, args.seconds, loadgen)
@@ -166,5 +166,4 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("PYTHONUNBUFFERED", "1")
     sys.exit(main())

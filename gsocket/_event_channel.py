@@ -29,13 +29,10 @@ from typing import Any, Callable, Deque, Dict, List, Optional
 
 from greenlet import getcurrent
 
-from .events import SOCKET_DATA, SocketMessage
+from .events import SOCKET_DATA, SocketMessage, new_message
 from ._netutil import logger
 
 _TIMED_OUT = object()
-#: ``tuple.__new__``: makes a SocketMessage without the Python-level
-#: ``__new__`` of a NamedTuple (all six fields given).
-_new_message = tuple.__new__
 
 #: Queued events at which crowded() turns true (UDP readers hold off).
 CROWDED = 4096
@@ -121,7 +118,7 @@ class EventChannel:
         # self._push(SocketMessage(...)), inlined: every DATA event's path.
         if self._exit is not None:
             return
-        self._events.append(_new_message(SocketMessage, (SOCKET_DATA, socket_id, opaque, len(data),
+        self._events.append(new_message(SocketMessage, (SOCKET_DATA, socket_id, opaque, len(data),
                                                          data, None)))
         if poller is not None:
             if not self._wake_scheduled:

@@ -16,9 +16,9 @@ from typing import Any, List, Optional, Set, Tuple
 
 import _socket
 
-from .events import SOCKET_ACCEPT, SOCKET_ERROR, SOCKET_OPEN, SocketMessage
+from .events import SOCKET_ACCEPT, SOCKET_ERROR, SOCKET_OPEN, SocketMessage, new_message
 from ._netutil import WOULD_BLOCK, error_text, format_address, logger
-from ._slot import CLOSED, LISTEN, PACCEPT, PLISTEN, Slot, SlotHost, State, new_message
+from ._slot import CLOSED, LISTEN, PACCEPT, PLISTEN, Slot, SlotHost, State
 from ._stream import StreamSlot
 from . import _unix
 

@@ -28,17 +28,15 @@ import errno
 from collections import deque
 from typing import Any, Callable, Deque, Dict, Optional, TypeVar
 
-from .events import SOCKET_CLOSE, SOCKET_ERROR, SOCKET_OPEN, SOCKET_WARNING, SocketMessage
+from .events import (
+    SOCKET_CLOSE, SOCKET_ERROR, SOCKET_OPEN, SOCKET_WARNING, SocketMessage, new_message,
+)
 from ._netutil import error_text
-
-#: ``tuple.__new__``: makes a SocketMessage (all six fields) without the
-#: Python-level ``__new__`` of a NamedTuple; events are made on every wake-up.
-new_message = tuple.__new__
 
 __all__ = [
     "State", "PLISTEN", "LISTEN", "CONNECTING", "CONNECTED", "HALFCLOSE_READ", "PACCEPT",
     "BIND", "CLOSING", "CLOSED", "PROTOCOL_TCP", "PROTOCOL_UDP", "WARNING_SIZE",
-    "DRAIN_BEFORE_CLOSE", "new_message",
+    "DRAIN_BEFORE_CLOSE",
     "READ", "WRITE", "SlotHost", "Slot",
 ]
 
@@ -145,13 +143,6 @@ class SlotHost:
             self.after_read.append((function, argument))
         else:
             self.loop.run_callback(function, argument)
-
-    def run_after_read(self) -> None:
-        """Run what call_soon put off during the reader callback that just ended."""
-        pending = self.after_read
-        self.after_read = []
-        for function, argument in pending:
-            function(argument)
 
     def register(self, slot: _S) -> _S:
         """Give ``slot`` the next free id and make it live; return it.
@@ -361,7 +352,7 @@ class Slot:
             return
         self.state = CLOSING   # a connect in flight finishes, then the queue flushes
         if state is not HALFCLOSE_READ:
-            self.emit(new_message(SocketMessage, (SOCKET_CLOSE, self.id, self.opaque, 0, None, None)))
+            self.message(SOCKET_CLOSE)
 
     def force_close(self, report: bool, drain: int = DRAIN_BEFORE_CLOSE) -> None:
         """Close the fd now, dropping anything queued; CLOSE first when
@@ -371,7 +362,7 @@ class Slot:
         if state is CLOSED:
             return
         if report and state is not HALFCLOSE_READ and state is not CLOSING:
-            self.emit(new_message(SocketMessage, (SOCKET_CLOSE, self.id, self.opaque, 0, None, None)))
+            self.message(SOCKET_CLOSE)
         self.state = CLOSED
         self.host.forget(self)
         self.reading = self.writing = False

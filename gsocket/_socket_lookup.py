@@ -50,7 +50,6 @@ def _refuse_foreign_thread(pool: SocketPool, what: str) -> None:
             "(monkey-patch the process, or hand the work to the hub)")
 
 
-
 def _check_id(socket_id: Any) -> None:
     if isinstance(socket_id, bool) or not isinstance(socket_id, int):
         raise TypeError(f"socket id must be an int, not {type(socket_id).__name__}")

@@ -16,11 +16,11 @@ from typing import Any, Callable, Deque, List, Optional, Tuple, Union
 
 import _socket
 
-from .events import SOCKET_CLOSE, SOCKET_OPEN, SocketMessage
+from .events import SOCKET_CLOSE, SOCKET_OPEN
 from ._netutil import WOULD_BLOCK, logger, peer_hung_up
 from ._slot import (
     BIND, CLOSED, CLOSING, CONNECTED, CONNECTING, HALFCLOSE_READ, PACCEPT, Slot,
-    SlotHost, State, new_message,
+    SlotHost, State,
 )
 
 __all__ = ["StreamSlot", "BoundSlot", "MIN_READ_BUFFER", "MAX_READ_BUFFER",
@@ -117,8 +117,8 @@ class StreamSlot(Slot):
             host.in_read = False
         pending = host.after_read
         if pending:
-            # A reader woken by these bytes runs now, once this slot is left
-            # alone (it may close it). host.run_after_read(), inlined: hot.
+            # What host.call_soon put off (a reader woken by these bytes)
+            # runs now, once this slot is left alone: it may close it.
             host.after_read = []
             for function, argument in pending:
                 function(argument)
@@ -132,7 +132,7 @@ class StreamSlot(Slot):
             return
         if state is not HALFCLOSE_READ:
             self.state = HALFCLOSE_READ
-            self.emit(new_message(SocketMessage, (SOCKET_CLOSE, self.id, self.opaque, 0, None, None)))
+            self.message(SOCKET_CLOSE)
 
     # ------------------------------------------------------------------ writer
 

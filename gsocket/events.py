@@ -65,6 +65,12 @@ class SocketMessage(NamedTuple):
                 f"ud={self.ud}, data={data!r}{extra})")
 
 
+#: ``new_message(SocketMessage, (type, id, opaque, ud, data, address))``:
+#: a SocketMessage without the Python-level ``__new__`` of a NamedTuple (all
+#: six fields given). The server makes one per event, on every wake-up.
+new_message = tuple.__new__
+
+
 class SocketInfo(NamedTuple):
     """One row of :meth:`gsocket.server.SocketServer.info` (skynet's netstat)."""
 
