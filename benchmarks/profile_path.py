@@ -10,13 +10,16 @@ to the hot path saves:
 
 - ``calls``: the server runs under cProfile while the load generator drives
   it; every Python-level call (functions, methods, builtins) is counted and
-  divided by the messages (or connections) the load generator counted.
+  divided by the messages (or connections) the load generator counted. Always
+  of the pure-Python code (GSOCKET_PURE_PYTHON=1): cProfile does not see
+  inside the compiled twins.
 - ``instructions``: the server runs under valgrind's callgrind; counting is
   zeroed after a warm-up run and dumped after the measured one, and the
   user-space instructions (Python, C extensions, libc; not the kernel) are
   divided the same way. valgrind slows the server some 50x, so the load is
   lighter than in the real benchmark (fewer events per loop turn): compare
-  figures taken this way only with each other.
+  figures taken this way only with each other. Of the compiled twins when they
+  are built (see gsocket/_accelerate.py), of the pure code with ``--pure``.
 
 The server is the example from ``examples/`` (or any script taking
 ``--port``) started with this Python; needs a C compiler for the load
@@ -28,6 +31,7 @@ gsocket examples do).
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import shutil
 import signal
@@ -91,13 +95,22 @@ def _stop(process: subprocess.Popen) -> None:
         process.wait()
 
 
+def _environment(pure: bool) -> dict:
+    environment = dict(os.environ)
+    if pure:
+        environment["GSOCKET_PURE_PYTHON"] = "1"
+    return environment
+
+
 def count_calls(script: Path, mode: str, conns: int, seconds: float, loadgen: Path) -> float:
-    """Python calls per message (``mode`` pingpong) or per connection (connect)."""
+    """Python calls of the pure-Python code per message (``mode`` pingpong)
+    or per connection (connect)."""
     port = pick_free_port()
     with tempfile.TemporaryDirectory() as scratch:
         out = Path(scratch) / "calls"
         process = subprocess.Popen([sys.executable, "-c", _PROFILED_SERVER, str(script), str(port),
-                                    str(out)], cwd=REPO, stdout=subprocess.DEVNULL,
+                                    str(out)], cwd=REPO, env=_environment(True),
+                                   stdout=subprocess.DEVNULL,
                                    stderr=subprocess.DEVNULL)
         try:
             _wait_listening(port, process, 30)
@@ -110,15 +123,18 @@ def count_calls(script: Path, mode: str, conns: int, seconds: float, loadgen: Pa
 
 
 def count_instructions(script: Path, mode: str, conns: int, seconds: float,
-                       loadgen: Path) -> float:
-    """User-space instructions per message (or connection), warm-up excluded."""
+                       loadgen: Path, pure: bool = False) -> float:
+    """User-space instructions per message (or connection), warm-up excluded;
+    of the pure-Python code when ``pure``, else of what runs (compiled twins
+    when built)."""
     port = pick_free_port()
     with tempfile.TemporaryDirectory() as scratch:
         dump = Path(scratch) / "callgrind.out"
         process = subprocess.Popen(
             ["valgrind", "--tool=callgrind", f"--callgrind-out-file={dump}", sys.executable,
              str(script), "--port", str(port)],
-            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            cwd=REPO, env=_environment(pure), stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL)
         try:
             _wait_listening(port, process, 120)
             _drive(loadgen, port, mode, conns, 2)                  # warm-up, not counted
@@ -138,6 +154,14 @@ def count_instructions(script: Path, mode: str, conns: int, seconds: float,
         return total / max(messages, 1)
 
 
+def _twins_built() -> bool:
+    probe = ("import gsocket.socket, gsocket._accelerate as a; "
+             "print(len(a.compiled_modules()))")
+    result = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True,
+                            text=True, env=_environment(False))
+    return result.returncode == 0 and result.stdout.strip() not in ("", "0")
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--example", default="echo.py",
@@ -146,6 +170,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--conns", type=int, default=100)
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--measure", choices=["calls", "instructions", "both"], default="both")
+    parser.add_argument("--pure", action="store_true",
+                        help="count the instructions of the pure-Python code, not the compiled twins")
     args = parser.parse_args(argv)
     script = Path(args.example)
     if not script.is_file():
@@ -155,13 +181,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     label = f"{script.name} {args.mode} {args.conns} conns"
     if args.measure in ("calls", "both"):
         calls = count_calls(script, args.mode, args.conns, args.seconds, loadgen)
-        print(f"{label}: {calls:.1f} Python calls per {unit}")
+        print(f"{label}: {calls:.1f} Python calls per {unit} (pure Python)")
     if args.measure in ("instructions", "both"):
         if shutil.which("valgrind") is None:
             print("valgrind is not installed: no instruction count", file=sys.stderr)
             return 1
-        instructions = count_instructions(script, args.mode, args.conns, args.seconds, loadgen)
-        print(f"{label}: {instructions:,.0f} user-space instructions per {unit}")
+        instructions = count_instructions(script, args.mode, args.conns, args.seconds, loadgen,
+                                          args.pure)
+        code = "pure Python" if args.pure or not _twins_built() else "compiled"
+        print(f"{label}: {instructions:,.0f} user-space instructions per {unit} ({code})")
     return 0
 
 

@@ -202,3 +202,8 @@ class EventChannel:
         if self._poller is not None:
             self._push(exit_message)
         self._exit = exit_message
+
+
+from ._accelerate import use_compiled  # noqa: E402  (last: the twin replaces the above)
+
+use_compiled(globals(), "gsocket._c_event_channel")

@@ -88,3 +88,8 @@ class FlowOperations:
         since :meth:`limit_accept` (empty for other ids). Never blocks."""
         slot = self._live(listen_id)
         return slot.child_ids() if isinstance(slot, ListenerSlot) else []
+
+
+from ._accelerate import use_compiled  # noqa: E402  (last: the twin replaces the above)
+
+use_compiled(globals(), "gsocket._c_flow_ops")

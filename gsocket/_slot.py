@@ -386,3 +386,8 @@ class Slot:
             sock.close()
             self.sock = None
 
+
+
+from ._accelerate import use_compiled  # noqa: E402  (last: the twin replaces the above)
+
+use_compiled(globals(), "gsocket._c_slot")

@@ -84,3 +84,8 @@ def _check_timeout(timeout: Optional[float]) -> None:
         return
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0:
         raise ValueError(f"timeout must be a number of seconds >= 0, got {timeout!r}")
+
+
+from ._accelerate import use_compiled  # noqa: E402  (last: the twin replaces the above)
+
+use_compiled(globals(), "gsocket._c_socket_lookup")

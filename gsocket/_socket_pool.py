@@ -519,3 +519,8 @@ def pool_of(driver: Any) -> SocketPool:
     if pool is None:
         pool = driver.socket_pool = SocketPool(driver)
     return pool
+
+
+from ._accelerate import use_compiled  # noqa: E402  (last: the twin replaces the above)
+
+use_compiled(globals(), "gsocket._c_socket_pool")

@@ -18,10 +18,14 @@ import _socket
 
 from .events import SOCKET_CLOSE, SOCKET_OPEN
 from ._netutil import WOULD_BLOCK, logger, peer_hung_up
+from . import _slot
 from ._slot import (
-    BIND, CLOSED, CLOSING, CONNECTED, CONNECTING, HALFCLOSE_READ, PACCEPT, Slot,
-    SlotHost, State,
+    BIND, CLOSED, CLOSING, CONNECTED, CONNECTING, HALFCLOSE_READ, PACCEPT, SlotHost, State,
 )
+
+# Compiled, ``Slot`` is the extension type the .pxd cimports, and an import
+# statement could not bind that name; pure, this is the plain import.
+locals()["Slot"] = _slot.Slot
 
 __all__ = ["StreamSlot", "BoundSlot", "MIN_READ_BUFFER", "MAX_READ_BUFFER",
            "MAX_READS_PER_WAKEUP", "MAX_IOV"]
@@ -41,7 +45,7 @@ MAX_IOV = 64
 Buffer = Union[bytes, memoryview]
 
 
-class StreamSlot(Slot):
+class StreamSlot(Slot):  # noqa: F821  (bound through locals() above)
     """A TCP connection: accepted (PACCEPT until started) or connected."""
 
     __slots__ = ("recv", "write_one", "write_many", "read_size", "write_shut", "below_waiters",
@@ -49,7 +53,7 @@ class StreamSlot(Slot):
 
     def __init__(self, host: SlotHost, opaque: int, state: State, sock: Any = None,
                  fd: int = -1) -> None:
-        Slot.__init__(self, host, opaque, state, sock, fd)
+        Slot.__init__(self, host, opaque, state, sock, fd)  # noqa: F821
         if sock is not None:
             self.recv = sock.recv
             self.write_one = sock.send
@@ -77,7 +81,7 @@ class StreamSlot(Slot):
             self.start_reading()
             self.message(SOCKET_OPEN, 0, "start")
         else:
-            Slot.start(self, handed_over)
+            Slot.start(self, handed_over)  # noqa: F821
 
     # ------------------------------------------------------------------ reader
 
@@ -371,3 +375,8 @@ def _drain_receive_queue(sock: Any, limit: int) -> None:
             drained += len(chunk)
     except OSError:
         return
+
+
+from ._accelerate import use_compiled  # noqa: E402  (last: the twin replaces the above)
+
+use_compiled(globals(), "gsocket._c_stream")

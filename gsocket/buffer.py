@@ -322,3 +322,8 @@ class ReadBuffer:
             # still on its way: look at them again next time.
             self._scan = max(len(data) - len(sep) + 1, start)
         return i
+
+
+from ._accelerate import use_compiled  # noqa: E402  (last: the twin replaces the above)
+
+use_compiled(globals(), "gsocket._c_buffer")

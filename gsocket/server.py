@@ -568,3 +568,8 @@ class SocketServer(FlowOperations, UdpOperations):
 
     def __repr__(self) -> str:
         return f"<SocketServer sockets={len(self._slots)} pending_events={len(self._channel)}>"
+
+
+from ._accelerate import use_compiled  # noqa: E402  (last: the twin replaces the above)
+
+use_compiled(globals(), "gsocket._c_server")

@@ -541,3 +541,8 @@ def udp_address(address: Any) -> Tuple[str, int]:
 
 # The module shadows the builtin on purpose (lua-socket's name); keep it reachable.
 _builtin_open = builtins.open
+
+
+from ._accelerate import use_compiled  # noqa: E402  (last: the twin replaces the above)
+
+use_compiled(globals(), "gsocket._c_socket")

@@ -9,6 +9,7 @@ Waiting for a thread is always cooperative, so the hub keeps serving.
 
 from __future__ import annotations
 
+import inspect
 import os
 import random
 import socket as stdlib_socket
@@ -24,6 +25,7 @@ from gsocket.events import (
     EVENT_NAMES, SOCKET_ACCEPT, SOCKET_DATA, SOCKET_OPEN, SocketMessage,
 )
 from gsocket.server import SocketServer
+from gsocket._accelerate import compiled_modules
 
 #: Default seconds to wait for one expected event / one peer thread.
 WAIT = 10.0
@@ -368,3 +370,15 @@ def runs(data: bytes) -> List[Tuple[int, int]]:
         out.append((value, end - i))
         i = end
     return out
+
+
+def is_function(obj: Any) -> bool:
+    """True for a Python function, pure or compiled by Cython (the hot
+    modules' twins, see gsocket/_accelerate.py)."""
+    return inspect.isfunction(obj) or type(obj).__name__ == "cython_function_or_method"
+
+
+def defined_in(obj: Any, module_name: str) -> bool:
+    """True when ``obj`` was defined in ``module_name`` or its compiled twin."""
+    defined = getattr(obj, "__module__", None)
+    return defined == module_name or defined == compiled_modules().get(module_name)

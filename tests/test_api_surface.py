@@ -9,6 +9,8 @@ from typing import List
 
 import pytest
 
+from helpers import is_function
+
 #: API.md section 1: the socket server's event numbers (skynet socket_server.h).
 SERVER_EVENTS = {
     "SOCKET_DATA": 0, "SOCKET_CLOSE": 1, "SOCKET_OPEN": 2, "SOCKET_ACCEPT": 3,
@@ -119,8 +121,8 @@ def test_driver_types(name: str, value: int) -> None:
 @pytest.mark.parametrize("name", DRIVER_METHODS)
 def test_driver_methods(name: str) -> None:
     from gsocket.driver import Driver, default
-    assert inspect.isfunction(getattr(Driver, name))
-    assert inspect.isfunction(default)
+    assert is_function(getattr(Driver, name))
+    assert is_function(default)
     server_method = getattr(importlib.import_module("gsocket.server").SocketServer, name, None)
     if server_method is not None and name not in ("poll", "exit"):
         # the same operation, the same parameters as the layer below
@@ -132,7 +134,7 @@ def test_driver_methods(name: str) -> None:
 def test_socket_functions(name: str, leading: List[str]) -> None:
     socket = importlib.import_module("gsocket.socket")
     function = getattr(socket, name)
-    assert inspect.isfunction(function)
+    assert is_function(function)
     assert positional_names(function)[:len(leading)] == leading
     if name in TIMEOUT_FUNCTIONS:
         parameter = inspect.signature(function).parameters["timeout"]
@@ -155,4 +157,4 @@ def test_skynet_names(name: str) -> None:
     if name == "socket":
         assert value is gsocket.socket
     else:
-        assert inspect.isfunction(value)
+        assert is_function(value)

@@ -47,8 +47,11 @@ def nodes(redis_server) -> Iterator:
             clients.append(client)
             client.greeting()
             client.send(f"/nick {nick}")
-            client.expect(lambda line: line.endswith(f"is now known as {nick}") or line.startswith("! "))
-            assert client.seen[-1].endswith(f"is now known as {nick}"), client.seen
+            # The returned line, not seen[-1]: seen also holds lines read behind
+            # it, such as another node's rename arriving late over Redis.
+            answer = client.expect(lambda line: line.endswith(f"is now known as {nick}")
+                                   or line.startswith("! "))
+            assert answer.endswith(f"is now known as {nick}"), client.seen
             client.sync()
             return client
 

@@ -34,8 +34,8 @@ def chat(driver) -> Iterator:
             client = self.client(server)
             client.greeting()
             client.send(f"/nick {nick}")
-            client.expect("* ")
-            assert client.seen[-1].endswith(f"is now known as {nick}"), client.seen
+            answer = client.expect("* ")    # not seen[-1]: lines read behind it are there too
+            assert answer.endswith(f"is now known as {nick}"), client.seen
             return client
 
     yield Chat()

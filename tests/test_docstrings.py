@@ -18,6 +18,8 @@ from typing import Any, Iterator, List, Tuple
 
 import pytest
 
+from helpers import defined_in, is_function
+
 import gsocket
 
 #: Where the brief asks for "what it returns and when it blocks" in words.
@@ -55,9 +57,9 @@ def documented_items(module_name: str) -> Iterator[Tuple[str, Any, bool]]:
     module = importlib.import_module(module_name)
     for name in public_names(module):
         obj = getattr(module, name, None)
-        if getattr(obj, "__module__", None) != module_name:
+        if not defined_in(obj, module_name):
             continue
-        if inspect.isfunction(obj):
+        if is_function(obj):
             yield f"{module_name}.{name}", obj, True
         elif inspect.isclass(obj):
             yield f"{module_name}.{name}", obj, False
@@ -66,7 +68,7 @@ def documented_items(module_name: str) -> Iterator[Tuple[str, Any, bool]]:
                     member = member.__func__
                 if isinstance(member, property):
                     yield f"{module_name}.{name}.{member_name}", member.fget, False
-                elif inspect.isfunction(member):
+                elif is_function(member):
                     yield f"{module_name}.{name}.{member_name}", member, True
 
 

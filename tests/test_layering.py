@@ -17,6 +17,7 @@ PACKAGE = Path(gsocket.__file__).parent
 #: The server's modules from the bottom up: each may import only modules
 #: before it in this list.
 SERVER_LAYERS = [
+    "gsocket._accelerate",
     "gsocket.events",
     "gsocket._netutil",
     "gsocket._unix",

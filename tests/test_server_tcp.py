@@ -12,6 +12,7 @@ import gevent.socket
 import pytest
 
 import gsocket._stream
+from gsocket._accelerate import code_module
 
 from gsocket.events import (
     SOCKET_ACCEPT, SOCKET_CLOSE, SOCKET_DATA, SOCKET_ERROR, SOCKET_OPEN,
@@ -378,7 +379,7 @@ def read_size_model(chunks, start=64, cap=64 * 1024):
 def test_adaptive_read_size_grows_and_shrinks(server, events, closer, monkeypatch):
     # The real cap (1 MiB) needs more than the kernel queues; a 64 KiB cap
     # shows the same rule within 1 MiB.
-    monkeypatch.setattr(gsocket._stream, "MAX_READ_BUFFER", 64 * 1024)
+    monkeypatch.setattr(code_module(gsocket._stream), "MAX_READ_BUFFER", 64 * 1024)
     listen_id, port = listen_started(server, events)
     # a roomy receive buffer (inherited from the listener) keeps the reads full
     with os_socket(("127.0.0.1", port)) as listener:

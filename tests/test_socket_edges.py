@@ -18,6 +18,7 @@ import pytest
 from gevent import get_hub
 
 from gsocket import _socket_pool
+from gsocket._accelerate import code_module
 from gsocket import driver as driver_module
 from gsocket import skynet
 from gsocket import socket as gs
@@ -174,7 +175,7 @@ def test_bytes_for_an_abandoned_id_nobody_starts_are_bounded(unstarted_pair: Pai
 
 def test_an_abandoned_id_is_freed_when_its_peer_closes(unstarted_pair: Pair,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_socket_pool, "ABANDONED_GRACE", 0.05)
+    monkeypatch.setattr(code_module(_socket_pool), "ABANDONED_GRACE", 0.05)
     pair = unstarted_pair
     gs.start(pair.id)
     pair.client.sendall(b"some bytes")
@@ -191,8 +192,8 @@ def test_an_abandoned_id_paused_at_the_limit_is_freed_when_its_peer_closes(
     # Paused, the server reads nothing more, so the peer's FIN is not an
     # event: the pool must still notice it. (The peer sends a little over
     # the limit, so that its FIN is not stuck behind unsent bytes.)
-    monkeypatch.setattr(_socket_pool, "ABANDONED_GRACE", 0.05)
-    monkeypatch.setattr(_socket_pool, "ABANDONED_CHECK", 0.02)
+    monkeypatch.setattr(code_module(_socket_pool), "ABANDONED_GRACE", 0.05)
+    monkeypatch.setattr(code_module(_socket_pool), "ABANDONED_CHECK", 0.02)
     pair = unstarted_pair
     gs.start(pair.id)
     gs.abandon(pair.id)
