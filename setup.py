@@ -107,14 +107,21 @@ class OptionalBuildExt(build_ext):
         target.write_text(json.dumps(built, indent=1, sort_keys=True) + "\n")
 
 
-def _source_hash(module: str) -> str:
+def _load_accelerate():
     # The same hash that gsocket/_accelerate.py checks at import (loaded by
     # path: the package itself is not importable while it is being built).
     spec = importlib.util.spec_from_file_location("_gsocket_accelerate",
                                                   HERE / "gsocket" / "_accelerate.py")
     accelerate = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(accelerate)
-    return accelerate.source_hash(HERE / "gsocket", module)
+    return accelerate
+
+
+_ACCELERATE = _load_accelerate()
+
+
+def _source_hash(module: str) -> str:
+    return _ACCELERATE.source_hash(HERE / "gsocket", module)
 
 
 setup(ext_modules=extensions(), cmdclass={"build_ext": OptionalBuildExt})

@@ -53,7 +53,7 @@ def test_this_process_runs_the_twins_exactly_when_built_and_not_pure() -> None:
     assert sorted(compiled_modules()) == expected
 
 
-def test_pure_python_when_asked(tmp_path: Path) -> None:
+def test_pure_python_when_asked() -> None:
     modules, stream_module, _ = probe(PACKAGE.parent, pure=True)
     assert modules == []
     assert stream_module == "gsocket._stream"
