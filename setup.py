@@ -21,8 +21,8 @@ from setuptools.command.build_ext import build_ext
 HERE = Path(__file__).resolve().parent
 
 #: The modules on every message's path, lowest first.
-ACCELERATED = ["buffer", "_slot", "_stream", "_event_channel", "_socket_lookup", "_socket_pool",
-               "_flow_ops", "server", "socket"]
+ACCELERATED = ["buffer", "_slot", "_stream", "_event_channel", "_flow_ops", "server", "driver",
+               "_socket_lookup", "_socket_pool", "socket"]
 
 
 def twin_name(module: str) -> str:
@@ -31,6 +31,15 @@ def twin_name(module: str) -> str:
 
 #: twin (extension) name -> the module it is compiled from.
 TWINS = {twin_name(module): f"gsocket.{module}" for module in ACCELERATED}
+
+
+def greenlet_headers() -> list:
+    """Where greenlet.h is (inside the greenlet package): the twins read the
+    current greenlet through greenlet's C API."""
+    spec = importlib.util.find_spec("greenlet")
+    if spec is None or spec.origin is None:
+        return []
+    return [str(Path(spec.origin).parent)]
 
 
 def extensions() -> list:
@@ -54,7 +63,8 @@ def extensions() -> list:
             generated.unlink()
         try:
             compiled += cythonize(
-                [Extension(twin_name(module), [f"gsocket/{module}.py"])],
+                [Extension(twin_name(module), [f"gsocket/{module}.py"],
+                           include_dirs=greenlet_headers())],
                 build_dir="build/cython", quiet=True,
                 compiler_directives={
                     "language_level": 3,

@@ -3,6 +3,7 @@
 cimport cython
 
 from gsocket._c_buffer cimport ReadBuffer as _TypedReadBuffer
+from gsocket._c_stream cimport StreamSlot as _TypedStreamSlot
 
 cdef class Entry:
     cdef public object id
@@ -18,6 +19,7 @@ cdef class Entry:
     cdef public object on_warning
     cdef public object protocol
     cdef public bint is_listener
+    cdef public _TypedStreamSlot stream
 
 
 cdef class SocketPool:
@@ -26,7 +28,7 @@ cdef class SocketPool:
     cdef public object loop
     cdef public object hub
     cdef public object call_soon
-    cdef public object thread_ident
+    cdef public unsigned long thread_ident
     cdef public dict entries
     cdef public dict onclose
     cdef public dict abandoned

@@ -7,7 +7,6 @@ from gsocket._c_slot cimport Slot, SlotHost as _TypedSlotHost
 cdef class StreamSlot(Slot):
     cdef public object recv
     cdef public object write_one
-    cdef public object write_many
     cdef public Py_ssize_t read_size
     cdef public bint write_shut
     cdef public object below_waiters

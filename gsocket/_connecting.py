@@ -106,7 +106,6 @@ class ConnectingSlot(StreamSlot):
         self.family = sock.family
         self.recv = sock.recv
         self.write_one = sock.send
-        self.write_many = sock.sendmsg
 
     def watch_connect(self) -> None:
         """Run the write watcher for the connect in flight."""

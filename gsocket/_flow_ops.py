@@ -37,6 +37,17 @@ class FlowOperations:
         if isinstance(slot, StreamSlot):
             slot.shutdown_write()
 
+    def stream(self, socket_id: int) -> Optional[StreamSlot]:
+        """The stream of ``socket_id`` (a TCP connection or an adopted fd),
+        or None for other ids and ids gone. Its ``send(data, low_priority)``
+        is what :meth:`send` calls, and ``pending_bytes`` what
+        :meth:`pending_bytes` returns while its ``state`` is not CLOSED:
+        gsocket.socket keeps it per started id and calls it directly, so
+        that a write or a drain does not look the id up again. Hub's thread
+        only; never blocks."""
+        slot = self._slots.get(socket_id)
+        return slot if isinstance(slot, StreamSlot) else None
+
     def handshaking(self, socket_id: int) -> bool:
         """True while ``socket_id`` is a TLS connection whose handshake
         runs (its OPEN is still to come). Never blocks."""

@@ -7,13 +7,63 @@ from __future__ import annotations
 from typing import Any, Optional, Tuple
 
 from gevent._hub_local import get_hub_if_exists
+from greenlet import getcurrent
 
 from . import driver as _driver
-from .driver import _HUB_ATTRIBUTE, _get_ident   # the unpatched get_ident
+from .driver import _HUB_ATTRIBUTE, last_lookup
 from ._socket_pool import Entry, SocketPool, pool_of
 
-__all__ = ["_pool", "_refuse_foreign_thread", "_check_id", "_check_callback", "_stream",
-           "_check_timeout"]
+
+
+def _in_hub_of_pure(hub: Any) -> bool:
+    """True when the calling greenlet is ``hub`` or a child of it."""
+    current = getcurrent()
+    return current.parent is hub or current is hub
+
+
+# Compiled, these three names are C functions of the .pxd, which an import
+# or a def could not bind: ``_get_ident`` is PyThread_get_thread_ident (what
+# the unpatched _thread.get_ident returns), ``_in_hub_of`` reads the current
+# greenlet and its parent through greenlet's C API, ``_greenlet_init`` loads
+# that API. Pure, these lines bind them.
+locals()["_get_ident"] = _driver._get_ident
+locals()["_in_hub_of"] = _in_hub_of_pure
+locals()["_greenlet_init"] = lambda: None
+_greenlet_init()  # noqa: F821
+
+__all__ = ["_pool", "_hub_driver", "_hub_pool", "_refuse_foreign_thread", "_check_id", "_check_callback",
+           "_stream", "_check_timeout"]
+
+
+def _hub_driver() -> Any:
+    """The driver installed on the calling greenlet's hub as it is (even if
+    freed), or None; creates nothing, never blocks. From a greenlet whose
+    parent is the hub looked up last (every greenlet gevent spawns), or
+    from that hub itself, it costs one attribute read: a greenlet shares
+    its parent's thread, so that hub is the calling thread's."""
+    hub, driver, pool = last_lookup[0]
+    if _in_hub_of(hub):  # noqa: F821
+        return driver
+    return _look_up()[0]
+
+
+def _hub_pool() -> Any:
+    """The socket pool of :func:`_hub_driver`'s driver, or None (no driver,
+    or it has no pool yet); creates nothing, never blocks."""
+    hub, driver, pool = last_lookup[0]
+    if _in_hub_of(hub):  # noqa: F821
+        return pool
+    return _look_up()[1]
+
+
+def _look_up() -> Tuple[Any, Any]:
+    hub = get_hub_if_exists()
+    if hub is None:
+        return None, None
+    driver = getattr(hub, _HUB_ATTRIBUTE, None)
+    pool = driver.socket_pool if driver is not None else None
+    last_lookup[0] = (hub, driver, pool)
+    return driver, pool
 
 
 def _pool(create: bool = False) -> SocketPool:
@@ -23,12 +73,10 @@ def _pool(create: bool = False) -> SocketPool:
     without a driver while another thread has the live one: RuntimeError
     (a driver made here would have nobody to dispatch it)."""
     if not create:
-        # Every socket call's path: the hub's driver and its pool, no calls.
-        driver = getattr(get_hub_if_exists(), _HUB_ATTRIBUTE, None)
-        if driver is not None:
-            pool = driver.socket_pool
-            if pool is not None:
-                return pool
+        # Every socket call's path: the hub's driver and its pool.
+        pool = _hub_pool()
+        if pool is not None:
+            return pool
         return pool_of(_driver.current())
     owner = _driver.hub_thread_driver()
     if owner is not None:
@@ -64,7 +112,7 @@ def _stream(socket_id: int, what: str) -> Tuple[SocketPool, Optional[Entry]]:
     pool = _pool()
     entry = pool.entries.get(socket_id)
     if (entry is not None and entry.reader is None and not entry.is_listener
-            and _get_ident() == pool.thread_ident):
+            and _get_ident() == pool.thread_ident):  # noqa: F821
         return pool, entry   # every read's path: one lookup, no calls
     if pool.driver.foreign_thread():
         _refuse_foreign_thread(pool, what)

@@ -32,6 +32,7 @@ from gevent.hub import Waiter
 from greenlet import getcurrent
 
 from .buffer import ReadBuffer
+from .driver import forget_lookup
 from .events import (
     SKYNET_SOCKET_TYPE_ACCEPT, SKYNET_SOCKET_TYPE_CLOSE, SKYNET_SOCKET_TYPE_CONNECT,
     SKYNET_SOCKET_TYPE_DATA, SKYNET_SOCKET_TYPE_ERROR, SKYNET_SOCKET_TYPE_UDP,
@@ -66,7 +67,7 @@ class Entry:
     __slots__ = (
         "id", "buffer", "connected", "connect_error", "read_required", "reader",
         "callback", "paused", "closing", "buffer_limit", "on_warning", "protocol",
-        "is_listener",
+        "is_listener", "stream",
     )
 
     def __init__(self, socket_id: int, protocol: str = "TCP", buffer: Optional[ReadBuffer] = None) -> None:
@@ -83,6 +84,9 @@ class Entry:
         self.on_warning: Optional[Callable[[int, int], Any]] = None
         self.protocol = protocol
         self.is_listener = False
+        #: The server's stream of this id (SocketServer.stream), looked up
+        #: by the first write or drain; None until then and for other kinds.
+        self.stream: Any = None
 
 
 class SocketPool:
@@ -360,8 +364,7 @@ class SocketPool:
             if timeout is None:
                 waiter.get()
             else:
-                with Timeout(timeout, TimeoutError(f"socket {entry.id}: timed out after {timeout} s")):
-                    waiter.get()
+                _wait_at_most(waiter, entry.id, timeout)
         finally:
             entry.reader = None
             entry.read_required = None
@@ -513,11 +516,20 @@ class SocketPool:
             entry.callback = callback
 
 
+def _wait_at_most(waiter: Waiter, socket_id: int, timeout: float) -> None:
+    # Apart from SocketPool.suspend: compiled, its ``with`` would make the C
+    # frame of every waiting reader larger, and each waiting greenlet keeps
+    # a copy of its C stack (idle memory per connection).
+    with Timeout(timeout, TimeoutError(f"socket {socket_id}: timed out after {timeout} s")):
+        waiter.get()
+
+
 def pool_of(driver: Any) -> SocketPool:
     """The socket pool of ``driver``, made on first use."""
     pool = driver.socket_pool
     if pool is None:
         pool = driver.socket_pool = SocketPool(driver)
+        forget_lookup()   # it remembered the driver without a pool
     return pool
 
 

@@ -48,7 +48,7 @@ Buffer = Union[bytes, memoryview]
 class StreamSlot(Slot):  # noqa: F821  (bound through locals() above)
     """A TCP connection: accepted (PACCEPT until started) or connected."""
 
-    __slots__ = ("recv", "write_one", "write_many", "read_size", "write_shut", "below_waiters",
+    __slots__ = ("recv", "write_one", "read_size", "write_shut", "below_waiters",
                  "parent")
 
     def __init__(self, host: SlotHost, opaque: int, state: State, sock: Any = None,
@@ -57,7 +57,6 @@ class StreamSlot(Slot):  # noqa: F821  (bound through locals() above)
         if sock is not None:
             self.recv = sock.recv
             self.write_one = sock.send
-            self.write_many = sock.sendmsg
         self.read_size = MIN_READ_BUFFER
         #: shutdown_write was called: FIN once the queue is out, no more sends.
         self.write_shut = False
@@ -65,6 +64,13 @@ class StreamSlot(Slot):  # noqa: F821  (bound through locals() above)
         self.below_waiters: Optional[List[Tuple[int, Callable[[bool], None]]]] = None
         #: The listener this connection was accepted through, if it limits them.
         self.parent: Any = None
+
+    def write_many(self, buffers: List[Buffer]) -> int:
+        """Write ``buffers`` in one call (sendmsg); return the bytes written.
+        A method, not a bound method kept per connection like ``recv`` and
+        ``write_one``: lists are written less often, and every idle
+        connection is 64 bytes smaller."""
+        return self.sock.sendmsg(buffers)
 
     def netstat_type(self) -> str:
         state = self.state
@@ -341,8 +347,11 @@ class BoundSlot(StreamSlot):
         StreamSlot.__init__(self, host, opaque, BIND, fd=fd)
         self.recv = lambda size: os.read(fd, size)
         self.write_one = lambda data: os.write(fd, data)
-        self.write_many = lambda buffers: os.writev(fd, buffers)
         self.was_blocking = was_blocking
+
+    def write_many(self, buffers: List[Buffer]) -> int:
+        """Write ``buffers`` in one call (writev); return the bytes written."""
+        return os.writev(self.fd, buffers)
 
     def netstat_type(self) -> str:
         return "BIND"

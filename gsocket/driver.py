@@ -395,8 +395,28 @@ class Driver:
 
 
 #: The hub attribute holding its default driver: read and written only by
-#: default(), current(), installed() and install_default() below.
+#: default(), current(), installed() and install_default() below (and read
+#: by gsocket._socket_lookup, through last_lookup).
 _HUB_ATTRIBUTE = "_gsocket_driver"
+
+_NO_HUB = object()
+#: ``[(hub, driver, driver's socket pool)]``: the hub whose attribute
+#: gsocket.socket read last and what it held, so that the next call from a
+#: greenlet of that hub finds them without a thread-local lookup (one tuple,
+#: replaced whole: threads never see half of it). Every write of the
+#: attribute resets it, and so does a driver's first socket pool.
+last_lookup: List[Tuple[Any, Optional[Driver], Any]] = [(_NO_HUB, None, None)]
+
+
+def forget_lookup() -> None:
+    """Reset :data:`last_lookup` (the next socket call looks the hub up).
+    Never blocks."""
+    last_lookup[0] = (_NO_HUB, None, None)
+
+
+def _set_driver(hub: Any, driver: Optional[Driver]) -> None:
+    setattr(hub, _HUB_ATTRIBUTE, driver)
+    forget_lookup()
 
 
 def installed(hub: Any = None) -> Optional[Driver]:
@@ -417,7 +437,7 @@ def install_default(driver: Optional[Driver], hub: Any = None) -> Optional[Drive
     if hub is None:
         hub = get_hub() if driver is None else driver.hub
     previous = getattr(hub, _HUB_ATTRIBUTE, None)
-    setattr(hub, _HUB_ATTRIBUTE, driver)
+    _set_driver(hub, driver)
     return previous
 
 
@@ -429,7 +449,7 @@ def default() -> Driver:
     driver = getattr(hub, _HUB_ATTRIBUTE, None)
     if driver is None or driver._freed:
         driver = Driver()
-        setattr(hub, _HUB_ATTRIBUTE, driver)
+        _set_driver(hub, driver)
     return driver
 
 
@@ -499,3 +519,8 @@ def _warn_foreign_thread_once(driver: Driver) -> None:
         "non-blocking socket calls (write, close, ...) hop onto the hub in order; blocking calls "
         "(read, readline, open, ...) raise RuntimeError there. Call gevent.monkey.patch_all() "
         "first to run such code as greenlets.", _get_ident(), driver.thread_ident)
+
+
+from ._accelerate import use_compiled  # noqa: E402  (last: the twin replaces the above)
+
+use_compiled(globals(), "gsocket._c_driver")

@@ -31,15 +31,15 @@ from typing import Any, Callable, List, Optional, Tuple, Union
 import _socket
 from gevent import Timeout
 
-from gevent._hub_local import get_hub_if_exists
-
 from . import _flow
-from .driver import _HUB_ATTRIBUTE, _get_ident   # the unpatched get_ident
+from . import _socket_lookup
 from ._socket_lookup import (
-    _check_callback, _check_id, _check_timeout, _pool, _refuse_foreign_thread, _stream,
+    _check_callback, _check_id, _check_timeout, _hub_driver, _pool, _refuse_foreign_thread,
+    _stream,
 )
 from ._socket_pool import BUFFER_LIMIT, WANT_ANY, WANT_CLOSE, Entry, SocketPool
 from ._arguments import check_limits, split_address
+from ._slot import CLOSED
 from .events import SocketInfo
 from .server import SendData
 
@@ -53,6 +53,12 @@ __all__ = [
 ]
 
 logger = logging.getLogger("gsocket.socket")
+
+# Compiled, ``_hub_pool`` and ``_get_ident`` (the unpatched get_ident) are
+# the C functions the .pxd cimports from gsocket._c_socket_lookup, which an
+# import statement could not bind; pure, these are the plain imports.
+locals()["_hub_pool"] = _socket_lookup._hub_pool
+locals()["_get_ident"] = _socket_lookup._get_ident
 
 
 # ---------------------------------------------------------------------- connecting
@@ -115,7 +121,7 @@ def start(socket_id: int, on_accept: Optional[Callable[[int, str], Any]] = None,
             raise ValueError("max_connections and idle_timeout are for listeners (with on_accept)")
         check_limits(max_connections, idle_timeout)
     pool = _pool()
-    if on_accept is None and _get_ident() == pool.thread_ident:
+    if on_accept is None and _get_ident() == pool.thread_ident:  # noqa: F821
         return pool.start_id(socket_id, None)   # a connection: every accept's path
     if pool.driver.foreign_thread():   # what only the hub knows is logged there
         pool.driver.call_threadsafe(_start_in_hub, pool, socket_id, on_accept, max_connections,
@@ -166,13 +172,18 @@ def drain(socket_id: int, *, below: int = 65536, timeout: Optional[float] = None
         raise ValueError(f"below must be an int >= 0, got {below!r}")
     if timeout is not None:
         _check_timeout(timeout)
-    driver = getattr(get_hub_if_exists(), _HUB_ATTRIBUTE, None)   # _pool() inlined: hot
-    server = driver.server if driver is not None else _pool().server
-    pending = server.pending_bytes(socket_id)          # TypeError for a non-int id
-    if pending is None:
-        return False
-    if pending <= below:                               # the common case: at once
-        return True
+    stream = _stream_of(socket_id)
+    if stream is not None:
+        if stream.pending_bytes <= below:              # the common case: at once
+            return True
+    else:
+        driver = _hub_driver()
+        server = driver.server if driver is not None else _pool().server
+        pending = server.pending_bytes(socket_id)      # TypeError for a non-int id
+        if pending is None:
+            return False
+        if pending <= below:
+            return True
     pool = _pool()
     _refuse_foreign_thread(pool, "drain")
     return _flow.drain(pool, socket_id, below, timeout)
@@ -193,11 +204,10 @@ def read(socket_id: int, n: Optional[int] = None, *, timeout: Optional[float] = 
     (``readall`` returns them). TimeoutError after ``timeout`` seconds,
     with every byte kept."""
     # _stream(socket_id, "read") inlined for its common case: every read's path.
-    driver = getattr(get_hub_if_exists(), _HUB_ATTRIBUTE, None)
-    pool = driver.socket_pool if driver is not None else None
+    pool = _hub_pool()  # noqa: F821
     entry = pool.entries.get(socket_id) if pool is not None else None
     if (entry is None or entry.reader is not None or entry.is_listener
-            or _get_ident() != pool.thread_ident):   # type: ignore[union-attr]
+            or _get_ident() != pool.thread_ident):   # type: ignore[union-attr]  # noqa: F821
         pool, entry = _stream(socket_id, "read")
         if entry is None:
             return None
@@ -281,9 +291,33 @@ def write(socket_id: int, data: SendData) -> bool:
     priority. Never blocks; False when the socket is gone or closing."""
     if type(socket_id) is not int:
         _check_id(socket_id)
-    driver = getattr(get_hub_if_exists(), _HUB_ATTRIBUTE, None)   # _pool() inlined: hot
+    if type(data) is bytes:
+        stream = _stream_of(socket_id)
+        if stream is not None:
+            return stream.send(data, False)   # what server.send does, without its lookups
+    driver = _hub_driver()
     server = driver.server if driver is not None else _pool().server
     return server.send(socket_id, data)
+
+
+def _stream_of(socket_id: int) -> Any:
+    """The server's stream of a live id this greenlet's pool started
+    (SocketServer.stream, kept in its entry), or None: then the server's
+    operation runs. Every write's and drain's path."""
+    pool = _hub_pool()  # noqa: F821
+    if pool is None or _get_ident() != pool.thread_ident:  # noqa: F821
+        return None
+    entry = pool.entries.get(socket_id)
+    if entry is None:
+        return None
+    stream = entry.stream
+    if stream is None:
+        stream = entry.stream = pool.server.stream(socket_id)
+        if stream is None:
+            return None
+    if stream.state is CLOSED:   # the id is gone (or, much later, another socket's)
+        return None
+    return stream
 
 
 def lwrite(socket_id: int, data: SendData) -> bool:
