@@ -21,8 +21,9 @@ from setuptools.command.build_ext import build_ext
 HERE = Path(__file__).resolve().parent
 
 #: The modules on every message's path, lowest first.
-ACCELERATED = ["buffer", "_slot", "_stream", "_event_channel", "_flow_ops", "server", "driver",
-               "_socket_lookup", "_socket_pool", "socket"]
+ACCELERATED = ["_netutil", "_arguments", "buffer", "_event_channel", "_slot", "_stream",
+               "_listener", "_flow_ops", "server", "driver", "_socket_lookup", "_socket_pool",
+               "socket"]
 
 
 def twin_name(module: str) -> str:

@@ -1,7 +1,8 @@
 """The echo servers the runner knows, and how to start each one.
 
 The reference servers live in ``benchmarks/servers/``, the C ceiling in
-``benchmarks/csrc/echo_epoll.c``; gsocket's two servers are the echo examples.
+``benchmarks/csrc/echo_epoll.c``; gsocket's servers are the two echo examples
+and a netpack gate echo (``benchmarks/servers/gate_echo.py``, with ``--frames``).
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ def server_catalog(
     echo_epoll_binary: Path | None,
     echo_epoll_problem: str | None,
     host: str = "127.0.0.1",
+    frames: bool = False,
 ) -> dict[str, ServerSpec]:
     """All known servers, in report order: ceiling, references, then gsocket."""
 
@@ -104,6 +106,12 @@ def server_catalog(
             "gsocket events (examples/echo_events.py)",
             example_command(events_example),
             _missing_file(events_example, repo_root),
+        ),
+        ServerSpec(
+            "gsocket_gate",
+            "gsocket netpack gate echo (gsocket.gate)",
+            module_command("benchmarks.servers.gate_echo"),
+            None if frames else "it echoes netpack frames: run with --frames",
         ),
     ]
     return {spec.name: spec for spec in specs}

@@ -86,6 +86,12 @@ def build_parser(server_names: Sequence[str]) -> argparse.ArgumentParser:
         "--loadgen-cpu", type=int, default=1, help="CPU the load generator is pinned to (default 1)"
     )
     parser.add_argument(
+        "--frames",
+        action="store_true",
+        help="every message is a netpack frame (2-byte big-endian length, then the payload): "
+        "needed by gsocket_gate; the byte echo servers echo frames unchanged",
+    )
+    parser.add_argument(
         "--list", action="store_true", help="list the servers and whether each can run, then exit"
     )
     parser.add_argument(
@@ -166,6 +172,7 @@ def run_metadata(
         "cross_check_source": str(args.cross_check) if args.cross_check else None,
         "rounds": plan.rounds,
         "quick": args.quick,
+        "frames": args.frames,
         "settings": {
             "seconds": plan.settings.seconds,
             "warmup": plan.settings.warmup,
@@ -215,6 +222,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")
+    if args.frames and args.cross_check:
+        parser.error("--frames and --cross-check do not go together (the other load generator "
+                     "has no framing)")
 
     try:
         loadgen_binary = native.build_loadgen(REPO_ROOT)
@@ -231,7 +241,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         epoll_problem = None
     except native.BuildError as exc:
         epoll_binary, epoll_problem = None, str(exc)
-    catalog = server_catalog(sys.executable, REPO_ROOT, epoll_binary, epoll_problem)
+    catalog = server_catalog(sys.executable, REPO_ROOT, epoll_binary, epoll_problem,
+                             frames=args.frames)
 
     if args.list:
         for spec in catalog.values():
@@ -284,7 +295,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     interrupt_on_termination()
     runner = BenchmarkRunner(
         plan,
-        Loadgen(loadgen_binary, placement),
+        Loadgen(loadgen_binary, placement, frames=args.frames),
         placement,
         REPO_ROOT,
         run_dir / "logs",

@@ -70,10 +70,13 @@ class LoadgenReport:
 class Loadgen:
     """The compiled load generator, pinned to the load-generator CPU."""
 
-    def __init__(self, binary: Path, placement: Placement, host: str = "127.0.0.1") -> None:
+    def __init__(self, binary: Path, placement: Placement, host: str = "127.0.0.1",
+                 frames: bool = False) -> None:
         self.binary = binary
         self.placement = placement
         self.host = host
+        #: Every message a netpack frame (the load generator's ``-f``).
+        self.frames = frames
 
     def _command(
         self,
@@ -104,6 +107,8 @@ class Loadgen:
             argv += ["-w", f"{warmup:g}"]
         if server_pid is not None:
             argv += ["-P", str(server_pid)]
+        if self.frames:
+            argv.append("-f")
         return self.placement.command(argv, self.placement.loadgen_cpu)
 
     def run(

@@ -130,3 +130,8 @@ def split_address(host: str, port: Optional[int]) -> Tuple[str, Optional[int]]:
     if not port_text.isdigit() or int(port_text) > 65535:
         raise ValueError(f"Invalid port in address {host!r}")
     return name, int(port_text)
+
+
+from ._accelerate import use_compiled  # noqa: E402  (last: the twin replaces the above)
+
+use_compiled(globals(), "gsocket._c_arguments")

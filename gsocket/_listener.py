@@ -262,3 +262,8 @@ class ListenerSlot(Slot):
         if self.unix_file is not None:
             _unix.remove(*self.unix_file)
             self.unix_file = None
+
+
+from ._accelerate import use_compiled  # noqa: E402  (last: the twin replaces the above)
+
+use_compiled(globals(), "gsocket._c_listener")

@@ -60,3 +60,8 @@ def peer_hung_up(fd: int) -> bool:
         return bool(poller.poll(0))
     except OSError:
         return True
+
+
+from ._accelerate import use_compiled  # noqa: E402  (last: the twin replaces the above)
+
+use_compiled(globals(), "gsocket._c_netutil")

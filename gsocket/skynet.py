@@ -22,21 +22,32 @@ __all__ = ["socket", "start", "fork", "sleep", "timeout", "wait", "wakeup", "exi
 
 logger = logging.getLogger("gsocket.skynet")
 
+#: Tracked greenlets at which ``fork`` first drops those that died without
+#: running (killed before they started); then at twice the live ones.
+PRUNE_AT = 1024
+
 
 class _Service:
     """Per-hub state: the greenlets forked and the exit signal."""
 
     def __init__(self) -> None:
-        #: Forked greenlets still alive (each drops out when it ends). A plain
-        #: set with a C callback: a gevent Group costs a handful of Python
-        #: calls per fork, one fork per connection.
+        #: Forked greenlets still alive: each takes itself out as its run
+        #: ends (_run_logged), a plain set and no link (a gevent Group costs
+        #: a handful of Python calls per fork, a link a loop callback per
+        #: end, and there is one fork per connection).
         self.greenlets: Set[gevent.Greenlet] = set()
+        #: Size of ``greenlets`` at which track() drops the dead ones.
+        self.prune_at = PRUNE_AT
         self.exit_event: Optional[Event] = None
         self.sleepers: Dict[Hashable, Waiter] = {}
 
     def track(self, greenlet: gevent.Greenlet) -> gevent.Greenlet:
-        self.greenlets.add(greenlet)
-        greenlet.rawlink(self.greenlets.discard)
+        greenlets = self.greenlets
+        greenlets.add(greenlet)
+        if len(greenlets) >= self.prune_at:
+            # A greenlet killed before it ran never took itself out.
+            greenlets.difference_update([other for other in greenlets if other.dead])
+            self.prune_at = max(PRUNE_AT, 2 * len(greenlets))
         return greenlet
 
     def kill_all(self, timeout: float) -> None:
@@ -60,7 +71,7 @@ def _service() -> _Service:
     return service
 
 
-def _run_logged(fn: Callable[..., Any], args: tuple) -> Any:
+def _run_logged(fn: Callable[..., Any], args: tuple, tracked: Set[gevent.Greenlet]) -> Any:
     try:
         return fn(*args)
     except gevent.GreenletExit:
@@ -68,6 +79,8 @@ def _run_logged(fn: Callable[..., Any], args: tuple) -> Any:
     except Exception:
         logger.exception("greenlet %r failed", getattr(fn, "__name__", fn))
         return None
+    finally:
+        tracked.discard(getcurrent())
 
 
 def start(main: Callable[..., Any], *args: Any) -> None:
@@ -117,7 +130,8 @@ def exit() -> None:  # noqa: A001 - skynet's name
 def fork(fn: Callable[..., Any], *args: Any) -> gevent.Greenlet:
     """Run ``fn(*args)`` in a new greenlet (exceptions are logged); return
     it. Never blocks: the greenlet starts at the next loop turn."""
-    return _service().track(gevent.spawn(_run_logged, fn, args))
+    service = _service()
+    return service.track(gevent.spawn(_run_logged, fn, args, service.greenlets))
 
 
 def sleep(seconds: float) -> None:
@@ -132,7 +146,8 @@ def sleep(seconds: float) -> None:
 def timeout(seconds: float, fn: Callable[[], Any]) -> gevent.Greenlet:
     """Call ``fn()`` in a new greenlet after ``seconds``; return that
     greenlet. Never blocks."""
-    greenlet = _service().track(gevent.Greenlet(_run_logged, fn, ()))
+    service = _service()
+    greenlet = service.track(gevent.Greenlet(_run_logged, fn, (), service.greenlets))
     greenlet.start_later(seconds)
     return greenlet
 

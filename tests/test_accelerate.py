@@ -16,8 +16,8 @@ import gsocket
 from gsocket._accelerate import HASHES_FILE, PURE_PYTHON, compiled_modules
 
 PACKAGE = Path(gsocket.__file__).resolve().parent
-HOT = ["buffer", "_slot", "_stream", "_event_channel", "_flow_ops", "server", "driver",
-       "_socket_lookup", "_socket_pool", "socket"]
+HOT = ["_netutil", "_arguments", "buffer", "_event_channel", "_slot", "_stream", "_listener",
+       "_flow_ops", "server", "driver", "_socket_lookup", "_socket_pool", "socket"]
 
 PROBE = ("import json, gsocket.socket, gsocket._stream as s, gsocket._accelerate as a; "
          "print(json.dumps([sorted(a.compiled_modules()), s.StreamSlot.__module__]))")

@@ -22,6 +22,7 @@ if str(ROOT) not in sys.path:  # the benchmarks package is not installed, only t
 from benchmarks import native  # noqa: E402
 from benchmarks.loadgen import parse_key_values  # noqa: E402
 from benchmarks.server_process import accepts_connections, pick_free_port  # noqa: E402
+from gsocket import netpack  # noqa: E402
 
 pytestmark = pytest.mark.gsocket(timeout=60)
 
@@ -109,3 +110,67 @@ def test_a_corrupting_echo_is_caught(loadgen: Path) -> None:
         listener.close()
     assert fields["mismatch"] == "1" and fields["err"] == "1", fields
     assert "differ" in fields["last_err"]
+
+
+def test_frames_are_netpack_frames(loadgen: Path) -> None:
+    """-f: what the load generator sends decodes as netpack frames of SIZE - 2
+    payload bytes each, in the per-connection cycle; echoed back as they
+    came, they check out."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    payloads: list = []
+
+    def framing_echo() -> None:
+        decoder = netpack.Decoder()
+        connection, _ = listener.accept()
+        with connection:
+            while True:
+                try:
+                    data = connection.recv(65536)
+                except ConnectionResetError:   # the load generator's close at the end
+                    return
+                if not data:
+                    return
+                payloads.extend(decoder.feed(data))
+                connection.sendall(data)
+
+    worker = threading.Thread(target=framing_echo, daemon=True)
+    worker.start()
+    try:
+        fields = run_loadgen(loadgen, port, "-m", "pingpong", "-c", "1", "-s", "40", "-t", "0.3",
+                             "-w", "0", "-f")
+    finally:
+        worker.join(timeout=10)
+        listener.close()
+    assert fields["mismatch"] == "0" and fields["err"] == "0", fields
+    assert len(payloads) >= int(fields["msgs"]) > 0
+    assert {len(payload) for payload in payloads} == {38}
+    # the payload bytes run through the 251-byte cycle; the 2 header bytes of
+    # the next frame take the cycle's next 2 positions
+    for payload in payloads[:10]:
+        assert all((payload[i] + 1) % 251 == payload[i + 1] for i in range(len(payload) - 1))
+    for before, after in zip(payloads[:10], payloads[1:10]):
+        assert after[0] == (before[-1] + 3) % 251
+
+
+def test_the_gate_echo_answers_frames(loadgen: Path) -> None:
+    """benchmarks/servers/gate_echo.py (python -m benchmarks --frames) echoes
+    every frame through gsocket.gate, checked byte for byte."""
+    port = pick_free_port()
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "benchmarks.servers.gate_echo", "--host", "127.0.0.1", "--port",
+         str(port)], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 20
+        while not accepts_connections("127.0.0.1", port) and process.poll() is None:
+            assert time.monotonic() < deadline, "the gate echo never listened"
+            time.sleep(0.02)
+        fields = run_loadgen(loadgen, port, "-m", "pingpong", "-c", "4", "-s", "100", "-t", "0.5",
+                             "-w", "0.1", "-f")
+        assert fields["mismatch"] == "0" and fields["err"] == "0", fields
+        assert int(fields["msgs"]) > 0
+        assert int(fields["checked_bytes"]) >= int(fields["msgs"]) * 100
+    finally:
+        process.terminate()
+        assert process.wait(timeout=10) == 0

@@ -154,6 +154,25 @@ def test_fork_runs_concurrently_and_logs_exceptions(driver: Driver, caplog) -> N
     assert len(records) == 1 and records[0].levelno == logging.ERROR
 
 
+def test_forked_greenlets_leave_the_tracked_set_however_they_end(driver: Driver) -> None:
+    tracked = skynet._service().greenlets
+    before = len(tracked)
+    finished = [skynet.fork(lambda: None) for _ in range(20)]
+    failed = [skynet.fork(lambda: 1 / 0) for _ in range(5)]
+    sleeping = [skynet.fork(skynet.sleep, 60) for _ in range(5)]
+    gevent.joinall(finished + failed, timeout=5)
+    gevent.sleep(0)
+    assert len(tracked) == before + 5                       # the sleepers
+    gevent.killall(sleeping, timeout=5)                     # killed while running
+    assert len(tracked) == before
+    # Killed before they ever ran: they cannot take themselves out, so fork
+    # drops them once the set grows, and the set stays bounded.
+    for _ in range(3 * skynet.PRUNE_AT):
+        skynet.fork(skynet.sleep, 60).kill(block=False)
+    assert len(tracked) <= skynet.PRUNE_AT
+    gevent.sleep(0)
+
+
 def test_sleep_blocks_only_the_caller(driver: Driver) -> None:
     ticks: List[int] = []
 

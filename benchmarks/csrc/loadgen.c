@@ -3,7 +3,7 @@
  * thread (epoll) and checks every byte that comes back.
  *
  *   loadgen -m MODE -H HOST -p PORT -c CONNS -s SIZE -t SECONDS [-w WARMUP]
- *           [-P SERVER_PID] [-W BULK_WINDOW] [-a MAX_CONNECTING]
+ *           [-P SERVER_PID] [-W BULK_WINDOW] [-a MAX_CONNECTING] [-f]
  *
  * MODE is one of
  *   pingpong  every connection sends SIZE bytes, waits for all of them to come
@@ -18,6 +18,10 @@
  * starting at a per-connection offset), so an echo that loses, reorders,
  * duplicates or crosses bytes between connections is caught: it counts in
  * `mismatch` (and `err`) and closes that connection.
+ *
+ * -f makes every SIZE bytes of the stream a netpack frame: a 2-byte big-endian
+ * length (SIZE - 2), then SIZE - 2 bytes of the cycle. A netpack echo (a gate)
+ * answers each frame with the same frame; a byte echo answers it unchanged too.
  *
  * The result is one line of key=value fields on stdout.  `lg_cpu` is this
  * process's CPU in the measured window and `srv_cpu` the server's (from
@@ -74,7 +78,8 @@ static struct {
     size_t size;
     double seconds, warmup;
     uint64_t window;
-} opt = {MODE_PINGPONG, "127.0.0.1", 0, 1, 0, 64, 64, 5.0, 0.5, 1 << 20};
+    int frames;
+} opt = {MODE_PINGPONG, "127.0.0.1", 0, 1, 0, 64, 64, 5.0, 0.5, 1 << 20, 0};
 
 static int epfd;
 static peer_t *peers;
@@ -171,6 +176,23 @@ static const unsigned char *stream_at(const peer_t *p, uint64_t position) {
     return pattern + (p->origin + position) % CYCLE;
 }
 
+static unsigned char *framed; /* -f: the stream's bytes with the frame headers put in */
+
+/* LENGTH bytes of the stream from POSITION (at most RECV_CHUNK) */
+static const unsigned char *stream_bytes(const peer_t *p, uint64_t position, size_t length) {
+    const unsigned char *window = stream_at(p, position);
+    if (!opt.frames) return window;
+    memcpy(framed, window, length);
+    uint64_t body = opt.size - 2;
+    for (uint64_t frame = position - position % opt.size; frame < position + length; frame += opt.size) {
+        for (uint64_t at = frame; at < frame + 2; at++) {
+            if (at >= position && at < position + length)
+                framed[at - position] = at == frame ? (unsigned char)(body >> 8) : (unsigned char)(body & 0xff);
+        }
+    }
+    return framed;
+}
+
 static int open_peer(peer_t *p, unsigned index);
 
 /* a connection ends: by failure (counted) or at the end of a connect cycle */
@@ -199,7 +221,7 @@ static int push(peer_t *p) {
     while (p->out < limit) {
         uint64_t room = limit - p->out;
         size_t length = room < opt.size ? (size_t)room : opt.size;
-        ssize_t sent = send(p->fd, stream_at(p, p->out), length, MSG_NOSIGNAL);
+        ssize_t sent = send(p->fd, stream_bytes(p, p->out, length), length, MSG_NOSIGNAL);
         if (sent > 0) { p->out += (uint64_t)sent; continue; }
         if (sent < 0 && (errno == EAGAIN || errno == EINTR)) break;
         fail(p, sent < 0 ? strerror(errno) : "send returned 0");
@@ -257,7 +279,7 @@ static int pull(peer_t *p, uint64_t now) {
         ssize_t got = recv(p->fd, inbox, room, 0);
         if (got > 0) {
             if (p->goal <= p->in && opt.mode != MODE_BULK) { mismatches++; fail(p, "unexpected bytes"); return -1; }
-            if (memcmp(inbox, stream_at(p, p->in), (size_t)got) != 0) {
+            if (memcmp(inbox, stream_bytes(p, p->in, (size_t)got), (size_t)got) != 0) {
                 mismatches++;
                 fail(p, "echoed bytes differ from what was sent");
                 return -1;
@@ -357,13 +379,13 @@ static void allow_files(int count) {
 static void usage(const char *why) {
     fprintf(stderr, "loadgen: %s\nusage: loadgen -m pingpong|bulk|connect|idle -H host -p port "
                     "-c conns -s size -t seconds [-w warmup] [-P server_pid] [-W window] "
-                    "[-a max_connecting]\n", why);
+                    "[-a max_connecting] [-f]\n", why);
     exit(2);
 }
 
 static void parse(int argc, char **argv) {
     int flag;
-    while ((flag = getopt(argc, argv, "m:H:p:c:s:t:w:P:W:a:")) != -1) {
+    while ((flag = getopt(argc, argv, "m:H:p:c:s:t:w:P:W:a:f")) != -1) {
         switch (flag) {
         case 'm':
             if (!strcmp(optarg, "pingpong")) opt.mode = MODE_PINGPONG;
@@ -381,12 +403,14 @@ static void parse(int argc, char **argv) {
         case 'P': opt.server_pid = atoi(optarg); break;
         case 'W': opt.window = strtoull(optarg, NULL, 10); break;
         case 'a': opt.max_connecting = atoi(optarg); break;
+        case 'f': opt.frames = 1; break;
         default: usage("unknown option");
         }
     }
     if (opt.port <= 0 || opt.port > 65535) usage("-p port is required");
     if (opt.conns < 1 || opt.size < 1 || opt.size > RECV_CHUNK) usage("bad -c or -s");
     if (opt.max_connecting < 1) usage("bad -a");
+    if (opt.frames && (opt.size < 3 || opt.size - 2 > 65535)) usage("-f needs 3 <= size <= 65537");
     target.sin_family = AF_INET;
     target.sin_port = htons((uint16_t)opt.port);
     if (inet_pton(AF_INET, opt.host, &target.sin_addr) != 1) usage("-H takes an IPv4 address");
@@ -405,10 +429,11 @@ int main(int argc, char **argv) {
     pattern = malloc(CYCLE + RECV_CHUNK);
     for (size_t i = 0; i < CYCLE + RECV_CHUNK; i++) pattern[i] = (unsigned char)(i % CYCLE);
     inbox = malloc(RECV_CHUNK);
+    framed = malloc(RECV_CHUNK);
     samples = malloc(sizeof *samples * SAMPLE_CAP);
     peers = calloc((size_t)opt.conns, sizeof *peers);
     epfd = epoll_create1(EPOLL_CLOEXEC);
-    if (!pattern || !inbox || !samples || !peers || epfd < 0) { perror("loadgen"); return 1; }
+    if (!pattern || !inbox || !framed || !samples || !peers || epfd < 0) { perror("loadgen"); return 1; }
     for (int i = 0; i < opt.conns; i++) { peers[i].fd = -1; peers[i].state = PEER_UNUSED; }
 
     int opened = 0;
