@@ -13,6 +13,8 @@ from . import driver as _driver
 from .driver import _HUB_ATTRIBUTE, last_lookup
 from ._socket_pool import Entry, SocketPool, pool_of
 
+__all__ = ["_pool", "_hub_driver", "_hub_pool", "_refuse_foreign_thread", "_check_id",
+           "_check_callback", "_stream", "_check_timeout"]
 
 
 def _in_hub_of_pure(hub: Any) -> bool:
@@ -31,16 +33,14 @@ locals()["_in_hub_of"] = _in_hub_of_pure
 locals()["_greenlet_init"] = lambda: None
 _greenlet_init()  # noqa: F821
 
-__all__ = ["_pool", "_hub_driver", "_hub_pool", "_refuse_foreign_thread", "_check_id", "_check_callback",
-           "_stream", "_check_timeout"]
-
 
 def _hub_driver() -> Any:
     """The driver installed on the calling greenlet's hub as it is (even if
     freed), or None; creates nothing, never blocks. From a greenlet whose
     parent is the hub looked up last (every greenlet gevent spawns), or
-    from that hub itself, it costs one attribute read: a greenlet shares
-    its parent's thread, so that hub is the calling thread's."""
+    from that hub itself, it costs one check of the current greenlet (a
+    greenlet shares its parent's thread, so that hub is the calling
+    thread's); otherwise it looks the hub up and remembers it."""
     hub, driver, pool = last_lookup[0]
     if _in_hub_of(hub):  # noqa: F821
         return driver

@@ -575,3 +575,36 @@ def test_a_driver_polled_by_hand_sees_every_data_event() -> None:
         client.close()
     finally:
         manual.free()
+
+
+def test_socket_calls_follow_the_hubs_driver_as_it_changes(driver: Driver) -> None:
+    """gsocket.socket remembers the hub it looked up last (driver.last_lookup):
+    every change of the hub's driver must reach the next call, from the hub's
+    children and from a greenlet that is not one."""
+    import greenlet
+
+    listen_id = gs.listen("127.0.0.1", 0)
+
+    def ids_seen() -> List[int]:
+        return [row.id for row in gs.netstat()]
+
+    def from_a_grandchild() -> List[int]:
+        return greenlet.greenlet(ids_seen).switch()   # its parent is not the hub
+
+    def from_a_child() -> List[int]:
+        return gevent.spawn(ids_seen).get(timeout=5)
+
+    assert listen_id in ids_seen() and listen_id in from_a_child()
+    assert listen_id in from_a_grandchild()
+    other = Driver()
+    previous = driver_module.install_default(other)
+    try:
+        assert previous is driver
+        assert ids_seen() == [] and from_a_child() == [] and from_a_grandchild() == []
+        other_id = gs.listen("127.0.0.1", 0)             # the new driver's first pool
+        assert from_a_child() == [other_id] == ids_seen()
+    finally:
+        driver_module.install_default(previous)
+        other.free()
+    assert listen_id in from_a_child() and listen_id in ids_seen()
+    gs.close(listen_id)
