@@ -13,8 +13,8 @@ from . import driver as _driver
 from .driver import _HUB_ATTRIBUTE, last_lookup
 from ._socket_pool import Entry, SocketPool, pool_of
 
-__all__ = ["_pool", "_hub_driver", "_hub_pool", "_refuse_foreign_thread", "_check_id",
-           "_check_callback", "_stream", "_check_timeout"]
+__all__ = ["_pool", "_server", "_hub_driver", "_hub_pool", "_refuse_foreign_thread",
+           "_check_id", "_check_callback", "_stream", "_check_timeout"]
 
 
 def _in_hub_of_pure(hub: Any) -> bool:
@@ -45,6 +45,14 @@ def _hub_driver() -> Any:
     if _in_hub_of(hub):  # noqa: F821
         return driver
     return _look_up()[0]
+
+
+def _server() -> Any:
+    """The server of the calling greenlet's hub driver, without making it a
+    socket pool (a pool is made, by :func:`_pool`, only when there is no
+    driver). Never blocks."""
+    driver = _hub_driver()
+    return driver.server if driver is not None else _pool().server
 
 
 def _hub_pool() -> Any:

@@ -34,8 +34,7 @@ from gevent import Timeout
 from . import _flow
 from . import _socket_lookup
 from ._socket_lookup import (
-    _check_callback, _check_id, _check_timeout, _hub_driver, _pool, _refuse_foreign_thread,
-    _stream,
+    _check_callback, _check_id, _check_timeout, _pool, _refuse_foreign_thread, _server, _stream,
 )
 from ._socket_pool import BUFFER_LIMIT, WANT_ANY, WANT_CLOSE, Entry, SocketPool
 from ._arguments import check_limits, split_address
@@ -177,9 +176,7 @@ def drain(socket_id: int, *, below: int = 65536, timeout: Optional[float] = None
         if stream.pending_bytes <= below:              # the common case: at once
             return True
     else:
-        driver = _hub_driver()
-        server = driver.server if driver is not None else _pool().server
-        pending = server.pending_bytes(socket_id)      # TypeError for a non-int id
+        pending = _server().pending_bytes(socket_id)   # TypeError for a non-int id
         if pending is None:
             return False
         if pending <= below:
@@ -295,9 +292,7 @@ def write(socket_id: int, data: SendData) -> bool:
         stream = _stream_of(socket_id)
         if stream is not None:
             return stream.send(data, False)   # what server.send does, without its lookups
-    driver = _hub_driver()
-    server = driver.server if driver is not None else _pool().server
-    return server.send(socket_id, data)
+    return _server().send(socket_id, data)
 
 
 def _stream_of(socket_id: int) -> Any:
@@ -312,6 +307,8 @@ def _stream_of(socket_id: int) -> Any:
         return None
     stream = entry.stream
     if stream is None:
+        if entry.protocol == "UDP":   # never a stream: no lookup on every write
+            return None
         stream = entry.stream = pool.server.stream(socket_id)
         if stream is None:
             return None

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import signal
 from collections.abc import Sequence
-from typing import Optional
-
 import gevent
 
 from benchmarks.servers._options import announce_listening, parse_server_options
@@ -24,17 +22,15 @@ MAX_CLIENTS = 100_000
 
 
 class FrameEcho:
-    """Gate handler: start reading each client, send each frame back."""
+    """Gate handler: start reading each client, send each frame back
+    (``gate`` is set before the gate starts)."""
 
-    def __init__(self) -> None:
-        self.gate: Optional[Gate] = None
+    gate: Gate
 
     def connect(self, socket_id: int, address: str) -> None:
-        assert self.gate is not None
         self.gate.openclient(socket_id)
 
     def message(self, socket_id: int, payload: bytes) -> None:
-        assert self.gate is not None
         self.gate.send(socket_id, payload)
 
 
