@@ -2,11 +2,20 @@
 
     python examples/echo.py --host 127.0.0.1 --port 8888
 
-listen, start with an accept callback that forks one handler per
-connection; the handler loops socket.read / socket.write until the peer
-closes. A peer that sends without reading stops being read from: after
-each write the handler waits (socket.drain) while more than 256 KiB are
-queued for it, so memory stays bounded. Stops cleanly on SIGTERM or SIGINT.
+listen, then start with an accept callback that is the handler: it loops
+socket.read / socket.write until the peer closes. That is skynet's own
+style (testsocket.lua's accepter): the callback blocks at once (socket.start
+waits for the connection to open), so the dispatcher greenlet it runs in
+hands its job to a spare one and goes on serving this connection: one
+greenlet per connection. Spares are such greenlets whose connection ended,
+parked for the next take-over, so no greenlet is made per connection; that
+is what makes this cheaper than skynet.fork(handle, ...) from the callback
+(a new greenlet each time, the pattern to use when a handler needs a
+greenlet of its own to join or kill).
+
+A peer that sends without reading stops being read from: after each write
+the handler waits (socket.drain) while more than 256 KiB are queued for it,
+so memory stays bounded. Stops cleanly on SIGTERM or SIGINT.
 """
 
 from __future__ import annotations
@@ -26,8 +35,8 @@ logger = logging.getLogger("echo")
 HIGH_WATER = 256 * 1024
 
 
-def handle(connection_id: int) -> None:
-    """Echo everything back until the peer closes."""
+def handle(connection_id: int, address: str) -> None:
+    """Accept callback: echo everything back until the peer closes."""
     socket.start(connection_id)
     socket.nodelay(connection_id)
     read, write, drain = socket.read, socket.write, socket.drain
@@ -52,7 +61,7 @@ def main(argv: list[str] | None = None) -> None:
     def serve() -> None:
         listen_id = socket.listen(args.host, args.port, args.backlog)
         host, port = socket.address(listen_id)
-        socket.start(listen_id, lambda connection_id, addr: skynet.fork(handle, connection_id))
+        socket.start(listen_id, handle)
         logger.info("echo listening on %s:%d", host, port)
 
     for signum in (signal.SIGTERM, signal.SIGINT):

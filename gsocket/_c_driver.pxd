@@ -8,7 +8,8 @@ cdef class Driver:
     cdef public dict _direct
     cdef public Py_ssize_t _next_opaque
     cdef public object dispatcher
-    cdef public list _retired
+    cdef public set _retired
+    cdef public list _spares
     cdef public bint _in_route
     cdef public bint _freed
     cdef public object socket_pool

@@ -12,10 +12,15 @@ opaque with ``(skynet_type, message)``. Owners are plain callables: the
 Owners run inside the dispatcher. An owner callback may block in any way
 (``gevent.sleep``, a queue, an Event, a monkey-patched ``time.sleep`` or
 ``requests.get``, a blocking gsocket call): the dispatcher's job then passes
-to a fresh greenlet, so other sockets keep flowing, and the old dispatcher
-greenlet ends when its callback returns. This is how skynet runs each
-socket message in its own coroutine, at the price of one greenlet only when
-a callback really blocks. Two signals, both exact and off the hot path:
+to another greenlet, so other sockets keep flowing, and when the callback
+returns the old dispatcher parks as a *spare*, which the next hand-over
+resumes instead of making a greenlet (at most :data:`SPARE_DISPATCHERS`
+wait; more end). This is how skynet runs each socket message in its own
+coroutine, reusing finished ones from its coroutine pool, at the price of a
+greenlet only while a callback really blocks: an accept callback that is
+the connection's whole handler costs no greenlet made per connection.
+Dispatchers are plain greenlets whose parent is the hub. Two signals tell
+that a callback blocks, both exact and off the hot path:
 
 * gsocket's own blocking calls call :meth:`Driver.before_block` first;
 * the event channel reports a *stall*: events wait while nobody polls, seen
@@ -36,7 +41,8 @@ never hands out a driver that nobody dispatches.
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from time import monotonic
+from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 import weakref
 
@@ -44,7 +50,7 @@ import gevent
 from gevent import get_hub
 from gevent._hub_local import get_hub_if_exists
 from gevent.monkey import get_original, is_module_patched
-from greenlet import getcurrent
+from greenlet import getcurrent, greenlet
 
 from .events import (
     SKYNET_SOCKET_TYPE_ACCEPT, SKYNET_SOCKET_TYPE_CLOSE, SKYNET_SOCKET_TYPE_CONNECT,
@@ -58,7 +64,7 @@ __all__ = [
     "Driver", "default", "current", "installed", "install_default", "hub_thread_driver", "Owner",
     "SKYNET_SOCKET_TYPE_DATA", "SKYNET_SOCKET_TYPE_CONNECT", "SKYNET_SOCKET_TYPE_CLOSE",
     "SKYNET_SOCKET_TYPE_ACCEPT", "SKYNET_SOCKET_TYPE_ERROR", "SKYNET_SOCKET_TYPE_UDP",
-    "SKYNET_SOCKET_TYPE_WARNING",
+    "SKYNET_SOCKET_TYPE_WARNING", "SPARE_DISPATCHERS",
 ]
 
 logger = logging.getLogger("gsocket.driver")
@@ -72,6 +78,11 @@ _all_drivers: "weakref.WeakSet[Driver]" = weakref.WeakSet()
 _thread_warning_given = False
 
 Owner = Callable[[int, SocketMessage], None]
+
+#: Dispatcher greenlets kept parked, at most, once the callback that made
+#: them hand over returned: the next take-over resumes one instead of
+#: making a greenlet (skynet's coroutine pool). Each holds ~5 KiB.
+SPARE_DISPATCHERS = 256
 
 #: SOCKET_* (socket_server.h) -> SKYNET_SOCKET_TYPE_* (skynet_socket.h).
 SKYNET_TYPE = {
@@ -104,8 +115,12 @@ class Driver:
         self._next_opaque = 0
         #: The greenlet dispatching events now (None while nobody does);
         #: read it, never set it.
-        self.dispatcher: Optional[gevent.Greenlet] = None
-        self._retired: List[Any] = []
+        self.dispatcher: Optional[greenlet] = None
+        #: Earlier dispatchers still inside a callback that blocked.
+        self._retired: Set[Any] = set()
+        #: Earlier dispatchers whose callback returned, parked until a
+        #: take-over needs a dispatcher again (skynet's coroutine pool).
+        self._spares: List[Any] = []
         #: True while the current dispatcher greenlet is inside route().
         self._in_route = False
         self._freed = False
@@ -126,9 +141,16 @@ class Driver:
 
     def _spawn_dispatcher(self) -> None:
         self._in_route = False
-        self.dispatcher = gevent.spawn(self._dispatch_loop)
+        spares = self._spares
+        # A raw greenlet, not a gevent.Greenlet: a callback that blocks keeps
+        # its dispatcher (and the saved C stack under it) for as long as it
+        # waits, one per connection when the callback is the handler, and
+        # gevent's links, spawn record and run() frame add ~1 KiB to each.
+        dispatcher = self.dispatcher = spares.pop() if spares else greenlet(
+            self._dispatch_loop, self.hub)
+        self.hub.loop.run_callback(dispatcher.switch)     # a spare resumes in _park()
         _watch_stalls(self.server, self._on_stall)
-        self.server.set_direct(self.dispatcher, self._direct)
+        self.server.set_direct(dispatcher, self._direct)
 
     def exit(self) -> None:
         """Ask the dispatcher to stop after the events already queued; when
@@ -144,18 +166,19 @@ class Driver:
         if self._freed:
             return
         self._freed = True
-        dispatchers = [g for g in [self.dispatcher, *self._retired] if g is not None]
-        self.dispatcher = None
         current = getcurrent()
+        dispatchers = [dispatcher for dispatcher in [self.dispatcher, *self._retired, *self._spares]
+                       if dispatcher is not None and dispatcher is not current]
+        self.dispatcher = None
+        self._retired.clear()
+        del self._spares[:]
         for dispatcher in dispatchers:
-            if dispatcher is not current and not dispatcher.dead:
-                dispatcher.kill(block=False)
+            self.hub.loop.run_callback(_end_greenlet, dispatcher)
         self.server.release()
         if self.socket_pool is not None:
             self.socket_pool.release()
-        for dispatcher in dispatchers:
-            if dispatcher is not current and not dispatcher.dead and current is not self.hub:
-                dispatcher.join(timeout=1)
+        if dispatchers and current is not self.hub:
+            _wait_dead(dispatchers, timeout=1.0)
 
     @property
     def freed(self) -> bool:
@@ -198,23 +221,52 @@ class Driver:
     # ------------------------------------------------------------------ dispatch
 
     def _dispatch_loop(self) -> None:
+        # The run of every dispatcher greenlet. Its parent is the hub: nothing
+        # but GreenletExit may leave it.
         poll = self.server.poll
         route = self.route
         me = getcurrent()
-        while self.dispatcher is me:
-            message = poll()
-            if message is None or message.type == SOCKET_EXIT:
-                if self.dispatcher is me:
-                    self.dispatcher = None
-                    if message is not None and not self._freed:
-                        # Nobody dispatches this driver any more: free it,
-                        # or its sockets would wait for events forever.
-                        self.free()
-                return
-            self._in_route = True
-            route(message)
+        try:
+            while True:
+                while self.dispatcher is me:
+                    message = poll()
+                    if message is None or message.type == SOCKET_EXIT:
+                        if self.dispatcher is me:
+                            self.dispatcher = None
+                            if message is not None and not self._freed:
+                                # Nobody dispatches this driver any more: free
+                                # it, or its sockets would wait forever.
+                                self.free()
+                        return
+                    self._in_route = True
+                    route(message)
+                    if self.dispatcher is me:
+                        self._in_route = False
+                # Handed over while a callback blocked; that callback returned.
+                self._retired.discard(me)
+                if not self._park(me):
+                    return
+        except Exception:
+            logger.exception("socket dispatcher failed")
             if self.dispatcher is me:
-                self._in_route = False
+                self.dispatcher = None
+
+    def _park(self, me: Any) -> bool:
+        """Wait as a spare until a take-over makes this greenlet the
+        dispatcher again (True); False at once when SPARE_DISPATCHERS wait
+        already or the driver was freed."""
+        spares = self._spares
+        if self._freed or len(spares) >= SPARE_DISPATCHERS:
+            return False
+        spares.append(me)
+        try:
+            while self.dispatcher is not me:      # a stray switch parks again
+                self.hub.switch()
+        except BaseException:
+            if me in spares:
+                spares.remove(me)
+            raise
+        return True
 
     def _on_stall(self) -> None:
         # Called from the hub by the event channel: events wait and nobody
@@ -224,9 +276,8 @@ class Driver:
 
     def _take_over(self) -> None:
         dispatcher = self.dispatcher
-        self._retired = [g for g in self._retired if not g.dead]
         if dispatcher is not None:
-            self._retired.append(dispatcher)
+            self._retired.add(dispatcher)
         self._spawn_dispatcher()
 
     def poll(self, timeout: Optional[float] = None) -> int:
@@ -486,6 +537,22 @@ def hub_thread_driver() -> Optional[Driver]:
     if installed() is not None:
         return None
     return _other_thread_driver()
+
+
+def _end_greenlet(target: Any) -> None:
+    # In the hub: GreenletExit where ``target`` waits (one that never ran
+    # just dies).
+    if not target.dead:
+        target.throw(gevent.GreenletExit)
+
+
+def _wait_dead(greenlets: List[Any], timeout: float) -> None:
+    """Block the calling greenlet (not the hub) until every one of
+    ``greenlets`` is dead, at most ``timeout`` seconds."""
+    deadline = monotonic() + timeout
+    gevent.sleep(0)                   # after the hub's queued callbacks
+    while any(not target.dead for target in greenlets) and monotonic() < deadline:
+        gevent.sleep(0.005)
 
 
 def _watch_stalls(server: SocketServer, hook: Callable[[], None]) -> None:

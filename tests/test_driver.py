@@ -20,6 +20,7 @@ import pytest
 from gevent import get_hub
 
 import gsocket.driver as driver_module
+from gsocket._accelerate import code_module
 from gsocket import events
 from gsocket import socket as gs
 from gsocket import skynet
@@ -290,22 +291,26 @@ def test_register_validates_and_numbers(driver: Driver) -> None:
 def test_blocking_owner_hands_the_dispatcher_over(driver: Driver) -> None:
     owner_events: List[str] = []
     second_accepted = gevent.event.Event()
+    third_blocks = gevent.event.Event()
     dispatchers = []
 
     def owner(kind: int, message: Any) -> None:
         if kind != ACCEPT:
             return
-        if not owner_events:
+        dispatchers.append(gevent.getcurrent())
+        accept = len(dispatchers)
+        if accept == 1:
             owner_events.append("first accept: blocking")
-            dispatchers.append(gevent.getcurrent())
             driver.before_block()                # as every blocking gsocket call does
             assert not driver.in_dispatcher()
-            second_accepted.wait(5)              # only a new dispatcher can set it
+            second_accepted.wait(5)              # only another dispatcher can set it
             owner_events.append("first accept: done")
-        else:
-            dispatchers.append(gevent.getcurrent())
+        elif accept == 2:
             owner_events.append("second accept")
             second_accepted.set()
+        elif accept == 3:
+            driver.before_block()
+            third_blocks.wait(5)
         driver.close(message.ud)
 
     opaque = driver.register(owner)
@@ -317,12 +322,53 @@ def test_blocking_owner_hands_the_dispatcher_over(driver: Driver) -> None:
         wait_for(lambda: len(owner_events) == 3)
         assert owner_events == ["first accept: blocking", "second accept", "first accept: done"]
         assert dispatchers[0] is not dispatchers[1]
-        wait_for(lambda: dispatchers[0].dead)    # the retired dispatcher ends
-        assert not dispatchers[1].dead
+        gevent.sleep(0.01)
+        # Its callback returned: the first dispatcher parks as a spare, and
+        # the next hand-over (the third callback blocks) resumes it.
+        assert not dispatchers[0].dead
+        clients += [gevent.socket.create_connection(("127.0.0.1", port)) for _ in range(2)]
+        wait_for(lambda: len(dispatchers) == 4)
+        assert dispatchers[2] is dispatchers[1]
+        assert dispatchers[3] is dispatchers[0]
+        third_blocks.set()
     finally:
         for client in clients:
             client.close()
         driver.close(listen_id)
+
+
+def test_spare_dispatchers_are_capped_and_end_with_the_driver(leak_check: None,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(code_module(driver_module), "SPARE_DISPATCHERS", 1)
+    drv = Driver()
+    release = gevent.event.Event()
+    blocked: List[Any] = []
+
+    def owner(kind: int, message: Any) -> None:
+        if kind == ACCEPT:
+            blocked.append(gevent.getcurrent())
+            drv.before_block()
+            release.wait(5)
+            drv.close(message.ud)
+
+    try:
+        opaque = drv.register(owner)
+        listen_id = drv.listen("127.0.0.1", 0, opaque=opaque)
+        drv.start(listen_id)
+        port = drv.server.address(listen_id)[1]
+        clients = [gevent.socket.create_connection(("127.0.0.1", port)) for _ in range(3)]
+        wait_for(lambda: len(blocked) == 3)
+        assert len(set(blocked)) == 3            # three callbacks wait, each in its own greenlet
+        release.set()
+        wait_for(lambda: sum(not greenlet.dead for greenlet in blocked) == 1)
+        spare = next(greenlet for greenlet in blocked if not greenlet.dead)
+        current = drv.dispatcher
+        assert current is not None and current is not spare
+        for client in clients:
+            client.close()
+    finally:
+        drv.free()
+    assert spare.dead and current.dead           # free() ends spares and the dispatcher
 
 
 def test_blocking_socket_calls_in_an_accept_callback(driver: Driver) -> None:

@@ -47,10 +47,16 @@ class LegacyProcess:
         return self.log_path.read_text(errors="replace")
 
     def backend_pid(self) -> int:
-        match = re.search(r"backend pid (\d+) at", self.output())
-        if match is None:
-            raise AssertionError(f"no backend pid logged: {self.output()}")
-        return int(match.group(1))
+        """The backend's pid from the listening line, which the app may log
+        just after its port opens: wait up to 5 s for it."""
+        deadline = time.monotonic() + 5.0
+        while True:
+            match = re.search(r"backend pid (\d+) at", self.output())
+            if match is not None:
+                return int(match.group(1))
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no backend pid logged: {self.output()}")
+            time.sleep(0.02)
 
     def cleanup(self) -> None:
         if self.process.poll() is None:
