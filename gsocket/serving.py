@@ -2,7 +2,10 @@
 trio.serve_tcp, gevent's StreamServer).
 
 Each accepted connection gets its own greenlet running ``handler(conn)``
-with a started :class:`~gsocket.Connection`. When the handler returns or
+with a started :class:`~gsocket.Connection`: the accept callback is the
+handler's start, as in skynet, so the dispatcher greenlet it runs in serves
+the connection and a spare one (:data:`gsocket.driver.SPARE_DISPATCHERS`)
+takes over dispatching; no greenlet is made per connection. When the handler returns or
 raises (the exception is logged with its traceback), the connection is
 closed gracefully, so a crashing handler never leaks a socket and its peer
 never hangs. ``socket.stop(listen_id, grace)`` stops it.
@@ -12,8 +15,6 @@ from __future__ import annotations
 
 import logging
 from typing import Any, Callable, Optional
-
-import gevent
 
 from . import _flow
 from . import socket as _socket_api
@@ -28,7 +29,7 @@ def serve(handler: Callable[[Connection], Any], host: Optional[str], port: Optio
           backlog: int = 32, ssl_context: Any = None, reuseport: bool = False,
           max_connections: Optional[int] = None, idle_timeout: Optional[float] = None) -> int:
     """Listen on ``host:port`` (or ``"unix:/path"``) and run
-    ``handler(conn)`` in a new greenlet for every connection; returns the
+    ``handler(conn)`` in a greenlet of its own for every connection; returns the
     listen id once listening (OSError if the address cannot be bound).
     With ``ssl_context`` every connection is TLS; the handler runs once its
     handshake is done, and a failed handshake (logged) never reaches it.
@@ -40,7 +41,7 @@ def serve(handler: Callable[[Connection], Any], host: Optional[str], port: Optio
                                    reuseport=reuseport)
 
     def on_accept(socket_id: int, peer: str) -> None:
-        gevent.spawn(_run, handler, socket_id, peer)
+        _run(handler, socket_id, peer)
 
     try:
         _socket_api.start(listen_id, on_accept, max_connections=max_connections,
